@@ -1,0 +1,56 @@
+# guestkey — every command a developer or CI needs. Only Python 3.11+ and make are assumed:
+# the first target that needs them installs uv (into .tools/) and the locked dependencies.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+SYNCED := $(VENV)/.synced-$(UV_VERSION)
+
+.PHONY: install run test test-fast lint format typecheck bench fake-seam migrate schemas clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(SYNCED): $(UV) pyproject.toml uv.lock
+	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: $(SYNCED)  ## install uv and the locked dependencies into .venv
+
+run: install  ## start guestkey (sandbox mode unless SEAM_API_KEY is set)
+	$(VENV)/bin/guestkey serve
+
+test: install  ## the whole suite: unit, integration and end-to-end
+	$(VENV)/bin/pytest
+
+test-fast: install  ## everything but the end-to-end tests
+	$(VENV)/bin/pytest -m "not e2e"
+
+lint: install
+	$(VENV)/bin/ruff check app tests scripts bench migrations
+	$(VENV)/bin/ruff format --check app tests scripts bench migrations
+
+format: install
+	$(VENV)/bin/ruff format app tests scripts bench migrations
+	$(VENV)/bin/ruff check --fix app tests scripts bench migrations
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+bench: install  ## performance benchmarks (not part of `make test`)
+	$(VENV)/bin/python -m bench
+
+fake-seam: install  ## the fake Seam API on :8090
+	$(VENV)/bin/guestkey fake-seam --port 8090
+
+migrate: install
+	$(VENV)/bin/guestkey migrate
+
+schemas: install  ## regenerate the trimmed Seam schemas the fake is tested against
+	$(VENV)/bin/python scripts/trim_seam_schemas.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache

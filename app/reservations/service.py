@@ -1,0 +1,242 @@
+"""Reservations: create/update by PUT, read, list, cancel, and the timeline.
+
+Functions take `(session, *, …)`, flush, and never commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.errors import Conflict, InvalidInput, NotFound
+from app.reservations.models import (
+    AccessMethod,
+    Reservation,
+    ReservationEvent,
+    ReservationStatus,
+)
+from app.reservations.schemas import ReservationIn
+from app.worker.queue import defer
+
+GRANT_FIELDS = ("starts_at", "ends_at", "device_ids", "acs_entrance_ids", "space_ids")
+GUEST_CONTACT_FIELDS = ("guest_email", "guest_phone")
+
+
+def grant_key(reservation_id: uuid.UUID, generation: int) -> str:
+    """The Seam `access_grant_key`: stable for a reservation's grant, so a retried create finds
+    the grant a lost response made instead of making a second one."""
+    suffix = "" if generation == 1 else f"-g{generation}"
+    return f"guestkey-{reservation_id}{suffix}"
+
+
+def reservation_lock(reservation_id: uuid.UUID) -> str:
+    """Jobs sharing this lock never run at the same time: work on one reservation is serial."""
+    return f"reservation:{reservation_id}"
+
+
+async def enqueue_sync(session: AsyncSession, *, reservation_id: uuid.UUID) -> None:
+    from app.reservations.tasks import sync_reservation
+
+    await defer(
+        session,
+        sync_reservation,
+        lock=reservation_lock(reservation_id),
+        queueing_lock=f"reservation-sync:{reservation_id}",
+        reservation_id=str(reservation_id),
+    )
+
+
+async def record_event(
+    session: AsyncSession,
+    *,
+    reservation_id: uuid.UUID,
+    kind: str,
+    reason: str | None = None,
+    **detail: Any,
+) -> None:
+    session.add(
+        ReservationEvent(reservation_id=reservation_id, kind=kind, reason=reason, detail=detail)
+    )
+    await session.flush()
+
+
+def _desired(data: ReservationIn) -> dict[str, Any]:
+    return {
+        "guest_name": data.guest.name,
+        "guest_email": data.guest.email,
+        "guest_phone": data.guest.phone,
+        "guest_locale": data.guest.locale,
+        "starts_at": data.starts_at,
+        "ends_at": data.ends_at,
+        "timezone": data.timezone,
+        "property_name": data.property_name,
+        "device_ids": data.device_ids,
+        "acs_entrance_ids": data.acs_entrance_ids,
+        "space_ids": data.space_ids,
+    }
+
+
+async def _find(
+    session: AsyncSession, *, client_id: uuid.UUID, reservation_key: str, for_update: bool = False
+) -> Reservation | None:
+    query = select(Reservation).where(
+        Reservation.client_id == client_id, Reservation.reservation_key == reservation_key
+    )
+    if for_update:
+        query = query.with_for_update()
+    found: Reservation | None = await session.scalar(query)
+    return found
+
+
+async def get_reservation(
+    session: AsyncSession, *, client_id: uuid.UUID, reservation_key: str
+) -> Reservation:
+    reservation = await _find(session, client_id=client_id, reservation_key=reservation_key)
+    if reservation is None:
+        raise NotFound(f"no reservation {reservation_key!r}")
+    return reservation
+
+
+async def put_reservation(
+    session: AsyncSession, *, client_id: uuid.UUID, reservation_key: str, data: ReservationIn
+) -> tuple[Reservation, bool]:
+    """Create or update; returns (reservation, created). An identical PUT changes nothing."""
+    desired = _desired(data)
+    reservation = await _find(
+        session, client_id=client_id, reservation_key=reservation_key, for_update=True
+    )
+    if reservation is None:
+        reservation_id = uuid.uuid4()
+        inserted = await session.scalar(
+            insert(Reservation)
+            .values(
+                id=reservation_id,
+                client_id=client_id,
+                reservation_key=reservation_key,
+                status=ReservationStatus.PENDING.value,
+                access_grant_key=grant_key(reservation_id, 1),
+                **desired,
+            )
+            .on_conflict_do_nothing(index_elements=["client_id", "reservation_key"])
+            .returning(Reservation.id)
+        )
+        if inserted is not None:
+            await record_event(session, reservation_id=reservation_id, kind="requested")
+            await enqueue_sync(session, reservation_id=reservation_id)
+            created = await session.get(Reservation, reservation_id)
+            assert created is not None
+            return created, True
+        # A concurrent PUT of the same key won the insert: update its row instead.
+        reservation = await _find(
+            session, client_id=client_id, reservation_key=reservation_key, for_update=True
+        )
+        assert reservation is not None
+
+    if reservation.status == ReservationStatus.CANCELLED:
+        raise Conflict(f"reservation {reservation_key!r} is cancelled")
+    changed = [name for name, value in desired.items() if getattr(reservation, name) != value]
+    if not changed:
+        return reservation, False
+
+    for name in changed:
+        setattr(reservation, name, desired[name])
+    reservation.updated_at = utcnow()
+    await record_event(session, reservation_id=reservation.id, kind="changed", fields=changed)
+    if reservation.status == ReservationStatus.FAILED:
+        # The booking system corrected the reservation: try again from the start.
+        reservation.status = ReservationStatus.PENDING.value
+        reservation.last_error = None
+    await session.flush()
+    await enqueue_sync(session, reservation_id=reservation.id)
+    return reservation, False
+
+
+async def cancel_reservation(
+    session: AsyncSession, *, client_id: uuid.UUID, reservation_key: str
+) -> Reservation:
+    reservation = await _find(
+        session, client_id=client_id, reservation_key=reservation_key, for_update=True
+    )
+    if reservation is None:
+        raise NotFound(f"no reservation {reservation_key!r}")
+    if reservation.status == ReservationStatus.CANCELLED:
+        return reservation
+    reservation.status = ReservationStatus.CANCELLED.value
+    reservation.cancelled_at = reservation.updated_at = utcnow()
+    await record_event(session, reservation_id=reservation.id, kind="cancelled")
+    await enqueue_sync(session, reservation_id=reservation.id)
+    return reservation
+
+
+def encode_cursor(reservation: Reservation) -> str:
+    raw = json.dumps([reservation.created_at.isoformat(), str(reservation.id)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, reservation_id = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(created_at), uuid.UUID(reservation_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as error:
+        raise InvalidInput("cursor is not one this API returned", field="cursor") from error
+
+
+async def list_reservations(
+    session: AsyncSession,
+    *,
+    client_id: uuid.UUID,
+    status: ReservationStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Reservation], str | None]:
+    """Newest first, by (created_at, id) — stable under inserts, whatever the page size."""
+    query = select(Reservation).where(Reservation.client_id == client_id)
+    if status is not None:
+        query = query.where(Reservation.status == status.value)
+    if cursor:
+        created_at, reservation_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Reservation.created_at < created_at,
+                and_(Reservation.created_at == created_at, Reservation.id < reservation_id),
+            )
+        )
+    query = query.order_by(Reservation.created_at.desc(), Reservation.id.desc()).limit(limit + 1)
+    rows = list(await session.scalars(query))
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+async def access_methods_of(
+    session: AsyncSession, *, reservation_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[AccessMethod]]:
+    grouped: dict[uuid.UUID, list[AccessMethod]] = {rid: [] for rid in reservation_ids}
+    if not reservation_ids:
+        return grouped
+    rows = await session.scalars(
+        select(AccessMethod)
+        .where(AccessMethod.reservation_id.in_(reservation_ids), AccessMethod.removed_at.is_(None))
+        .order_by(AccessMethod.created_at)
+    )
+    for method in rows:
+        grouped[method.reservation_id].append(method)
+    return grouped
+
+
+async def timeline(session: AsyncSession, *, reservation_id: uuid.UUID) -> list[ReservationEvent]:
+    rows = await session.scalars(
+        select(ReservationEvent)
+        .where(ReservationEvent.reservation_id == reservation_id)
+        .order_by(ReservationEvent.id)
+    )
+    return list(rows)

@@ -1,0 +1,110 @@
+"""Everything a guestkey process holds open: database, jobs, Seam. Built once at start-up."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.clients.service import env_key_digests
+from app.config import Settings
+from app.db import create_engine, create_sessionmaker, resolve_database_url
+from app.seam.client import SeamGateway
+from app.worker.app import open_jobs
+
+log = structlog.get_logger(__name__)
+
+SANDBOX_SEAM_API_KEY = "seam_sandbox_guestkey"  # noqa: S105 - the fake accepts any seam_ key
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database_url: str
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    seam: SeamGateway
+    webhook_secrets: list[str]
+    env_key_digests: dict[str, uuid.UUID] = field(default_factory=dict)
+    fake_seam: Any = None
+
+
+def _sandbox_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    database_url: str | None = None,
+    webhook_target: Any = None,
+    worker_concurrency: int = 0,
+) -> AsyncIterator[Runtime]:
+    """Open the database, the jobs app and the Seam client.
+
+    `webhook_target` is guestkey's own ASGI app: in sandbox mode the in-process fake Seam
+    delivers its signed webhooks to it directly.
+    """
+    url = database_url or resolve_database_url(settings.database_url, settings.data_dir)
+    engine = create_engine(url, pool_size=settings.database_pool_size)
+    webhook_secrets = settings.webhook_secrets
+    fake_seam = None
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(engine.dispose)
+        await stack.enter_async_context(
+            open_jobs(url, max_size=max(2, worker_concurrency + 3))
+        )
+        if settings.in_process_fake_seam:
+            from app.seam.fake import FakeSeam
+
+            webhook_secrets = webhook_secrets or [_sandbox_webhook_secret()]
+            fake_seam = FakeSeam(
+                webhook_url="http://guestkey.sandbox/webhooks/seam" if webhook_target else None,
+                webhook_secret=webhook_secrets[0],
+                webhook_transport=httpx.ASGITransport(webhook_target) if webhook_target else None,
+            )
+            stack.push_async_callback(fake_seam.aclose)
+            seam = SeamGateway.connect(
+                api_key=SANDBOX_SEAM_API_KEY,
+                endpoint="http://fake-seam.sandbox",
+                transport=httpx.ASGITransport(fake_seam.app),
+            )
+            log.info("seam.sandbox", mode="in-process fake Seam")
+        else:
+            api_key = (
+                settings.seam_api_key.get_secret_value()
+                if settings.seam_api_key is not None and not settings.sandbox
+                else SANDBOX_SEAM_API_KEY
+            )
+            seam = SeamGateway.connect(
+                api_key=api_key,
+                endpoint=settings.seam_endpoint,
+                timeout_seconds=settings.seam_timeout_seconds,
+                max_connections=settings.seam_max_connections,
+            )
+            if settings.sandbox:
+                log.info("seam.sandbox", mode="fake Seam", endpoint=settings.seam_endpoint)
+        stack.push_async_callback(seam.aclose)
+        sessionmaker = create_sessionmaker(engine)
+        async with sessionmaker() as session:
+            digests = await env_key_digests(session, env_keys=settings.env_api_keys)
+            await session.commit()
+        yield Runtime(
+            settings=settings,
+            database_url=url,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            seam=seam,
+            webhook_secrets=webhook_secrets,
+            env_key_digests=digests,
+            fake_seam=fake_seam,
+        )

@@ -1,0 +1,383 @@
+"""guestkey's adapter over the official Seam SDK (`AsyncSeam`), one per process.
+
+It exposes the handful of calls guestkey makes, returns plain dataclasses, and turns every
+failure into `TransientSeamError` (retry later) or `PermanentSeamError` (give up, say why).
+It imports no guestkey domain.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal, TypeVar
+
+import httpx
+import structlog
+from seam import AsyncSeam
+from seam.exceptions import SeamHttpApiError, SeamHttpUnauthorizedError
+
+from app.metrics import SEAM_CALL_SECONDS
+from app.seam.errors import PermanentSeamError, SeamError, SeamNotFound, TransientSeamError
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+DoorType = Literal["device", "acs_entrance", "space"]
+
+_TRANSIENT_STATUSES = frozenset({401, 403, 408, 423, 425, 429})
+_last_retry_after: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "seam_retry_after", default=None
+)
+
+
+@dataclass(frozen=True)
+class GuestIdentity:
+    full_name: str
+    email_address: str | None
+    phone_number: str | None
+
+    @property
+    def contact(self) -> str:
+        return (self.email_address or self.phone_number or "").strip().lower()
+
+    @property
+    def user_identity_key(self) -> str:
+        """Stable per person in the workspace, so a returning guest reuses their identity."""
+        return "guestkey-" + hashlib.sha256(self.contact.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Grant:
+    access_grant_id: str
+    access_grant_key: str | None
+    access_method_ids: list[str]
+    starts_at: str | None
+    ends_at: str | None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AccessMethodState:
+    access_method_id: str
+    mode: str
+    is_issued: bool
+    issued_at: str | None
+    code: str | None = field(repr=False)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def is_backup_code(self) -> bool:
+        return any(w.get("warning_code") == "pulled_backup_access_code" for w in self.warnings)
+
+
+@dataclass(frozen=True)
+class Door:
+    type: DoorType
+    id: str
+    name: str
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if hasattr(value, "__dict__"):
+        return {k: _as_dict(v) if hasattr(v, "__dict__") else v for k, v in vars(value).items()}
+    return {}
+
+
+def _grant(resource: Any) -> Grant:
+    return Grant(
+        access_grant_id=resource.access_grant_id,
+        access_grant_key=resource.access_grant_key,
+        access_method_ids=list(resource.access_method_ids or []),
+        starts_at=resource.starts_at,
+        ends_at=resource.ends_at,
+        errors=[_as_dict(e) for e in resource.errors or []],
+        warnings=[_as_dict(w) for w in resource.warnings or []],
+    )
+
+
+def _access_method(resource: Any) -> AccessMethodState:
+    return AccessMethodState(
+        access_method_id=resource.access_method_id,
+        mode=resource.mode,
+        is_issued=bool(resource.is_issued),
+        issued_at=resource.issued_at,
+        code=resource.code,
+        warnings=[_as_dict(w) for w in resource.warnings or []],
+        errors=[_as_dict(e) for e in resource.errors or []],
+    )
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value).timestamp() - time.time()))
+    except (TypeError, ValueError):
+        return None
+
+
+async def _remember_retry_after(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        _last_retry_after.set(_retry_after_seconds(response.headers.get("retry-after")))
+
+
+class SeamGateway:
+    def __init__(self, seam: AsyncSeam) -> None:
+        self._seam = seam
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        api_key: str,
+        endpoint: str,
+        timeout_seconds: float = 20.0,
+        max_connections: int = 20,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> SeamGateway:
+        httpx_options: dict[str, Any] = {
+            "event_hooks": {"response": [_remember_retry_after]},
+            "limits": httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        }
+        if transport is not None:
+            httpx_options["transport"] = transport
+        seam = AsyncSeam(
+            api_key=api_key,
+            endpoint=endpoint,
+            timeout=timeout_seconds,
+            httpx_options=httpx_options,
+            wait_for_action_attempt=False,
+        )
+        return cls(seam)
+
+    async def aclose(self) -> None:
+        await self._seam.close()
+
+    async def _call(self, endpoint: str, request: Callable[[], Awaitable[T]]) -> T:
+        _last_retry_after.set(None)
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await request()
+        except SeamError:
+            outcome = "error"
+            raise
+        except SeamHttpUnauthorizedError as error:
+            outcome = "unauthorized"
+            raise TransientSeamError(
+                "Seam rejected the API key", error_type="unauthorized", status=401
+            ) from error
+        except SeamHttpApiError as error:
+            outcome = f"http_{error.status_code}"
+            raise _classify(error, _last_retry_after.get()) from error
+        except httpx.TimeoutException as error:
+            outcome = "timeout"
+            raise TransientSeamError(f"Seam timed out on {endpoint}") from error
+        except httpx.HTTPStatusError as error:
+            outcome = f"http_{error.response.status_code}"
+            status = error.response.status_code
+            retry_after = _retry_after_seconds(error.response.headers.get("retry-after"))
+            if status >= 500 or status in _TRANSIENT_STATUSES:
+                raise TransientSeamError(
+                    f"Seam answered {status} on {endpoint}", status=status, retry_after=retry_after
+                ) from error
+            raise PermanentSeamError(
+                f"Seam answered {status} on {endpoint}", status=status
+            ) from error
+        except httpx.TransportError as error:
+            outcome = "connection_error"
+            raise TransientSeamError(
+                f"cannot reach Seam ({type(error).__name__}) on {endpoint}"
+            ) from error
+        finally:
+            SEAM_CALL_SECONDS.labels(endpoint, outcome).observe(time.perf_counter() - started)
+
+    # access grants
+
+    async def find_grant(self, access_grant_key: str) -> Grant | None:
+        try:
+            resource = await self._call(
+                "access_grants.get",
+                lambda: self._seam.access_grants.get(access_grant_key=access_grant_key),
+            )
+        except SeamNotFound:
+            return None
+        return _grant(resource)
+
+    async def get_grant(self, access_grant_id: str) -> Grant:
+        resource = await self._call(
+            "access_grants.get",
+            lambda: self._seam.access_grants.get(access_grant_id=access_grant_id),
+        )
+        return _grant(resource)
+
+    async def create_grant(
+        self,
+        *,
+        access_grant_key: str,
+        name: str,
+        guest: GuestIdentity,
+        starts_at: datetime,
+        ends_at: datetime,
+        device_ids: Sequence[str],
+        acs_entrance_ids: Sequence[str],
+        space_ids: Sequence[str],
+    ) -> Grant:
+        identity_id = await self.find_user_identity(guest)
+        identity: dict[str, Any] = {}
+        if identity_id is None:
+            identity = {"full_name": guest.full_name, "user_identity_key": guest.user_identity_key}
+            if guest.email_address:
+                identity["email_address"] = guest.email_address
+            else:
+                identity["phone_number"] = guest.phone_number
+        resource = await self._call(
+            "access_grants.create",
+            lambda: self._seam.access_grants.create(
+                access_grant_key=access_grant_key,
+                name=name,
+                requested_access_methods=[{"mode": "code"}],
+                starts_at=starts_at.isoformat(),
+                ends_at=ends_at.isoformat(),
+                device_ids=list(device_ids) or None,
+                acs_entrance_ids=list(acs_entrance_ids) or None,
+                space_ids=list(space_ids) or None,
+                user_identity_id=identity_id,
+                user_identity=identity or None,
+            ),
+        )
+        return _grant(resource)
+
+    async def update_grant_times(
+        self, access_grant_id: str, *, starts_at: datetime, ends_at: datetime
+    ) -> None:
+        await self._call(
+            "access_grants.update",
+            lambda: self._seam.access_grants.update(
+                access_grant_id=access_grant_id,
+                starts_at=starts_at.isoformat(),
+                ends_at=ends_at.isoformat(),
+            ),
+        )
+
+    async def delete_grant(self, access_grant_id: str) -> bool:
+        """Delete the grant (never the user identity). False when it was already gone."""
+        try:
+            await self._call(
+                "access_grants.delete",
+                lambda: self._seam.access_grants.delete(access_grant_id=access_grant_id),
+            )
+        except SeamNotFound:
+            return False
+        return True
+
+    # user identities
+
+    async def find_user_identity(self, guest: GuestIdentity) -> str | None:
+        """The guest's existing identity: by guestkey's key, else by exact email or phone."""
+        try:
+            found = await self._call(
+                "user_identities.get",
+                lambda: self._seam.user_identities.get(user_identity_key=guest.user_identity_key),
+            )
+            return str(found.user_identity_id)
+        except SeamNotFound:
+            pass
+        if not guest.contact:
+            return None
+        candidates = await self._call(
+            "user_identities.list",
+            lambda: self._seam.user_identities.list(search=guest.contact, limit=50),
+        )
+        for candidate in candidates:
+            if guest.contact in (
+                (candidate.email_address or "").lower(),
+                (candidate.phone_number or "").lower(),
+            ):
+                return str(candidate.user_identity_id)
+        return None
+
+    # access methods
+
+    async def get_access_method(self, access_method_id: str) -> AccessMethodState:
+        resource = await self._call(
+            "access_methods.get",
+            lambda: self._seam.access_methods.get(access_method_id=access_method_id),
+        )
+        return _access_method(resource)
+
+    async def list_access_methods(self, access_grant_id: str) -> list[AccessMethodState]:
+        resources = await self._call(
+            "access_methods.list",
+            lambda: self._seam.access_methods.list(access_grant_id=access_grant_id),
+        )
+        return [_access_method(resource) for resource in resources]
+
+    async def doors_of(self, access_method_ids: Sequence[str]) -> list[Door]:
+        """The doors the given access methods open, with their display names."""
+        batch = await self._call(
+            "access_methods.get_related",
+            lambda: self._seam.access_methods.get_related(
+                access_method_ids=list(access_method_ids)
+            ),
+        )
+        doors: list[Door] = []
+        for device in batch.devices or []:
+            doors.append(
+                Door("device", device["device_id"], _display_name(device, "device_id"))
+            )
+        for entrance in batch.acs_entrances or []:
+            doors.append(
+                Door(
+                    "acs_entrance",
+                    entrance["acs_entrance_id"],
+                    _display_name(entrance, "acs_entrance_id"),
+                )
+            )
+        for space in batch.spaces or []:
+            doors.append(Door("space", space["space_id"], _display_name(space, "space_id")))
+        return doors
+
+    # events
+
+    async def list_events(self, *, since: datetime, limit: int = 500) -> list[dict[str, Any]]:
+        events = await self._call(
+            "events.list",
+            lambda: self._seam.events.list(since=since.isoformat(), limit=limit),
+        )
+        return [_as_dict(event) for event in events]
+
+
+def _display_name(resource: dict[str, Any], id_field: str) -> str:
+    name = resource.get("display_name") or resource.get("name")
+    if not name and isinstance(resource.get("properties"), dict):
+        name = resource["properties"].get("name")
+    return str(name or resource[id_field])
+
+
+def _classify(error: SeamHttpApiError, retry_after: float | None) -> SeamError:
+    status = error.status_code
+    error_type = error.code or "unknown_error"
+    message = f"{error_type}: {error}"
+    if status >= 500 or status in _TRANSIENT_STATUSES:
+        return TransientSeamError(
+            message, error_type=error_type, status=status, retry_after=retry_after
+        )
+    if status == 404 or error_type.endswith("_not_found"):
+        return SeamNotFound(message, error_type=error_type, status=status)
+    return PermanentSeamError(message, error_type=error_type, status=status)

@@ -1,0 +1,56 @@
+"""The procrastinate app: durable jobs on guestkey's own PostgreSQL.
+
+The app object is module-level (tasks register on it at import) but does no I/O until
+`open_jobs` hands it a connection pool. Tasks reach the process's runtime (database,
+Seam) through the worker's `additional_context`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import procrastinate
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
+TASK_MODULES = ["app.reservations.tasks"]
+
+jobs = procrastinate.App(
+    connector=procrastinate.PsycopgConnector(),  # replaced by open_jobs; no I/O until then
+    import_paths=TASK_MODULES,
+)
+
+
+@contextlib.asynccontextmanager
+async def open_jobs(conninfo: str, *, max_size: int) -> AsyncIterator[procrastinate.App]:
+    """Connect the jobs app to `conninfo` for the duration of the block."""
+    connector = procrastinate.PsycopgConnector(
+        conninfo=conninfo, min_size=1, max_size=max_size, timeout=30
+    )
+    with jobs.replace_connector(connector):
+        await connector.open_async()
+        try:
+            yield jobs
+        finally:
+            await connector.close_async()
+
+
+def runtime_of(context: procrastinate.JobContext) -> Runtime:
+    runtime: Runtime = context.additional_context["runtime"]
+    return runtime
+
+
+def worker_options(runtime: Runtime, *, concurrency: int, wait: bool = True) -> dict[str, Any]:
+    return {
+        "concurrency": concurrency,
+        "wait": wait,
+        "install_signal_handlers": False,
+        "additional_context": {"runtime": runtime},
+        "fetch_job_polling_interval": 1.0,
+        "abort_job_polling_interval": 5.0,
+        "shutdown_graceful_timeout": 20.0,
+    }

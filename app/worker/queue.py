@@ -1,0 +1,46 @@
+"""The one way guestkey enqueues work: on the caller's own database transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import procrastinate
+import structlog
+from procrastinate.exceptions import AlreadyEnqueued
+from sqlalchemy.ext.asyncio import AsyncSession
+
+log = structlog.get_logger(__name__)
+
+
+async def defer(
+    session: AsyncSession,
+    task: procrastinate.tasks.Task[Any, Any, Any],
+    *,
+    lock: str | None = None,
+    queueing_lock: str | None = None,
+    schedule_at: datetime | None = None,
+    **arguments: Any,
+) -> bool:
+    """Enqueue `task` on the session's own connection, inside its transaction.
+
+    The job exists if and only if the caller commits. With a `queueing_lock`, a job that is
+    already waiting makes this one redundant: it is skipped (in a savepoint, so the caller's
+    transaction goes on) and False is returned.
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    configured = task.configure(
+        lock=lock,
+        queueing_lock=queueing_lock,
+        schedule_at=schedule_at,
+        connection=raw.driver_connection,
+    )
+    try:
+        # psycopg makes this a SAVEPOINT inside the caller's open transaction.
+        async with raw.driver_connection.transaction():
+            await configured.defer_async(**arguments)
+    except AlreadyEnqueued:
+        log.debug("jobs.already_enqueued", task=task.name, queueing_lock=queueing_lock)
+        return False
+    return True

@@ -1,0 +1,48 @@
+"""When a failed job runs again: capped exponential backoff with jitter, honouring Seam's
+Retry-After. Transient failures (Seam down, database restarting) retry without limit —
+a reservation must not be lost to an outage; anything unexpected retries a few times."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import sqlalchemy.exc
+from procrastinate import BaseRetryStrategy, RetryDecision
+from procrastinate.jobs import Job
+
+from app.seam.errors import TransientSeamError
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientSeamError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True)
+class BackoffRetry(BaseRetryStrategy):
+    base_seconds: float = 2.0
+    cap_seconds: float = 600.0
+    max_unexpected_attempts: int = 8
+
+    def delay(self, attempts: int) -> float:
+        ceiling = min(self.cap_seconds, self.base_seconds * 2 ** min(attempts, 30))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+    def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
+        attempts = job.attempts
+        if isinstance(exception, TRANSIENT_ERRORS):
+            retry_after = getattr(exception, "retry_after", None)
+            seconds = self.delay(attempts)
+            if retry_after is not None:
+                seconds = min(self.cap_seconds, retry_after) + random.uniform(0, 1)  # noqa: S311
+            return RetryDecision(retry_in={"seconds": round(seconds, 3)})
+        if attempts + 1 >= self.max_unexpected_attempts:
+            return None
+        return RetryDecision(retry_in={"seconds": round(self.delay(attempts), 3)})
+
+
+RETRY = BackoffRetry()

@@ -1,0 +1,62 @@
+"""Small async helpers that build test data through guestkey's own API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from app.seam.fake import SEEDED_DEVICES, SEEDED_ENTRANCES
+
+FRONT_DOOR = SEEDED_DEVICES[0]
+BACK_DOOR = SEEDED_DEVICES[1]
+LOBBY = SEEDED_ENTRANCES[0]
+
+
+def stay(days_from_now: int = 7, nights: int = 3) -> tuple[str, str]:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days_from_now)
+    return (
+        start.isoformat().replace("+00:00", "Z"),
+        (start + timedelta(days=nights)).isoformat().replace("+00:00", "Z"),
+    )
+
+
+def reservation_body(**overrides: Any) -> dict[str, Any]:
+    starts_at, ends_at = stay()
+    body: dict[str, Any] = {
+        "guest": {"name": "Ada Lovelace", "email": "ada@example.com", "locale": "en"},
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "device_ids": [FRONT_DOOR.id, BACK_DOOR.id],
+        "acs_entrance_ids": [],
+        "space_ids": [],
+        "property_name": "Seaside Loft",
+        "timezone": "Europe/Lisbon",
+    }
+    body.update(overrides)
+    return body
+
+
+async def put_reservation(
+    client: httpx.AsyncClient, key: str = "bk-1", **overrides: Any
+) -> httpx.Response:
+    return await client.put(f"/v1/reservations/{key}", json=reservation_body(**overrides))
+
+
+def fake_control(fake: Any) -> httpx.AsyncClient:
+    """An HTTP client for the fake Seam's `/_fake/*` control endpoints."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(fake.app), base_url="http://fake-seam")
+
+
+async def fake_state(fake: Any) -> dict[str, Any]:
+    async with fake_control(fake) as control:
+        response = await control.get("/_fake/state")
+        response.raise_for_status()
+        state: dict[str, Any] = response.json()
+        return state
+
+
+async def seam_calls(fake: Any, path_fragment: str = "") -> list[dict[str, Any]]:
+    state = await fake_state(fake)
+    return [call for call in state["calls"] if path_fragment in call["path"]]
