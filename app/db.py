@@ -38,13 +38,14 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: DateTime(timezone=True), uuid.UUID: UUID(as_uuid=True)}
 
 
-class TimestampedMixin:
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class TimestampedMixin:
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Set in Python on update, so a flushed row never needs a reload to read it.
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=utcnow)
 
 
 def sqlalchemy_url(url: str) -> str:

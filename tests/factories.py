@@ -60,3 +60,9 @@ async def fake_state(fake: Any) -> dict[str, Any]:
 async def seam_calls(fake: Any, path_fragment: str = "") -> list[dict[str, Any]]:
     state = await fake_state(fake)
     return [call for call in state["calls"] if path_fragment in call["path"]]
+
+
+def grant_device_ids(fake: Any, access_grant_id: str) -> list[str]:
+    """The locks a grant at the fake opens (Seam keeps a grant's doors in its spaces)."""
+    grant = fake.state.grants[access_grant_id]
+    return sorted({d for sid in grant.space_ids for d in fake.state.spaces[sid].device_ids})

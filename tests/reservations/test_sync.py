@@ -1,0 +1,231 @@
+"""The sync job against the fake Seam: grants created once, failures retried or recorded,
+jobs enqueued if and only if the reservation's write commits."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from app.reservations import service
+from app.reservations.models import Reservation
+from app.reservations.schemas import ReservationIn
+from app.runtime import Runtime
+from tests.conftest import job_counts, make_retries_due, run_jobs
+from tests.factories import (
+    BACK_DOOR,
+    FRONT_DOOR,
+    fake_control,
+    fake_state,
+    grant_device_ids,
+    put_reservation,
+    reservation_body,
+    seam_calls,
+)
+
+
+async def fail_next(fake: Any, **rule: Any) -> None:
+    async with fake_control(fake) as control:
+        response = await control.post("/_fake/fail", json=rule)
+        assert response.status_code == 200, response.text
+
+
+async def grants_at_fake(fake: Any) -> list[dict[str, Any]]:
+    grants: list[dict[str, Any]] = (await fake_state(fake))["access_grants"]
+    return grants
+
+
+async def test_sync_creates_one_grant_with_the_stays_times_and_doors(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    body = reservation_body()
+    await client.put("/v1/reservations/bk-1", json=body)
+    await run_jobs(runtime)
+
+    reservation = (await client.get("/v1/reservations/bk-1")).json()
+    assert reservation["status"] in ("granted", "issued", "delivered")
+    grants = await grants_at_fake(fake_seam)
+    assert len(grants) == 1
+    grant = grants[0]
+    assert grant["access_grant_id"] == reservation["access_grant_id"]
+    assert datetime.fromisoformat(grant["starts_at"]) == datetime.fromisoformat(body["starts_at"])
+    assert datetime.fromisoformat(grant["ends_at"]) == datetime.fromisoformat(body["ends_at"])
+    assert grant_device_ids(fake_seam, grant["access_grant_id"]) == sorted(
+        [FRONT_DOOR.id, BACK_DOOR.id]
+    )
+    assert grant["access_grant_key"].startswith("guestkey-")
+    methods = reservation["access_methods"]
+    assert [m["access_method_id"] for m in methods] == grant["access_method_ids"]
+    assert (await job_counts(runtime)) == {"succeeded": 1}
+    kinds = [e["kind"] for e in (await client.get("/v1/reservations/bk-1/events")).json()["events"]]
+    assert kinds == ["requested", "grant_created"]
+
+
+async def test_a_returning_guest_reuses_their_seam_identity(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    await put_reservation(client, "bk-1")
+    await put_reservation(client, "bk-2")
+    await run_jobs(runtime)
+    state = await fake_state(fake_seam)
+    assert len(state["access_grants"]) == 2
+    assert len(state["user_identities"]) == 1
+    assert {g["user_identity_id"] for g in state["access_grants"]} == {
+        state["user_identities"][0]["user_identity_id"]
+    }
+
+
+async def test_seam_down_keeps_the_reservation_pending_then_grants_once(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    await fail_next(fake_seam, count=3, status=503, endpoint="/access_grants/create")
+    await put_reservation(client, "bk-1")
+
+    for _ in range(3):
+        await run_jobs(runtime)
+        reservation = (await client.get("/v1/reservations/bk-1")).json()
+        assert reservation["status"] == "pending"
+        assert "retrying" in reservation["last_error"]
+        assert await grants_at_fake(fake_seam) == []
+        assert await make_retries_due(runtime) == 1
+
+    await run_jobs(runtime)
+    reservation = (await client.get("/v1/reservations/bk-1")).json()
+    assert reservation["status"] == "granted"
+    assert reservation["last_error"] is None
+    assert len(await grants_at_fake(fake_seam)) == 1
+
+
+async def test_retry_after_from_seam_sets_the_next_attempt(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    await fail_next(fake_seam, count=1, status=429, retry_after=120, endpoint="/access_grants/create")
+    await put_reservation(client, "bk-1")
+    await run_jobs(runtime)
+    async with runtime.engine.connect() as connection:
+        from sqlalchemy import text
+
+        delay = await connection.scalar(
+            text(
+                "SELECT extract(epoch FROM scheduled_at - now()) FROM procrastinate_jobs "
+                "WHERE status = 'todo'"
+            )
+        )
+    assert delay is not None and 115 <= float(delay) <= 122
+
+
+async def test_lost_create_response_makes_no_second_grant(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    await fail_next(
+        fake_seam, count=1, status=502, endpoint="/access_grants/create", after_success=True
+    )
+    await put_reservation(client, "bk-1")
+    await run_jobs(runtime)
+    assert len(await grants_at_fake(fake_seam)) == 1  # made, but the answer was lost
+    assert (await client.get("/v1/reservations/bk-1")).json()["status"] == "pending"
+
+    await make_retries_due(runtime)
+    await run_jobs(runtime)
+    grants = await grants_at_fake(fake_seam)
+    assert len(grants) == 1
+    reservation = (await client.get("/v1/reservations/bk-1")).json()
+    assert reservation["status"] == "granted"
+    assert reservation["access_grant_id"] == grants[0]["access_grant_id"]
+    assert len(await seam_calls(fake_seam, "/access_grants/create")) == 1
+
+
+async def test_unknown_device_fails_the_reservation_with_the_reason(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    await put_reservation(client, "bk-1", device_ids=[unknown])
+    await run_jobs(runtime)
+    reservation = (await client.get("/v1/reservations/bk-1")).json()
+    assert reservation["status"] == "failed"
+    assert "not_found" in reservation["last_error"]
+    assert await grants_at_fake(fake_seam) == []
+    assert await job_counts(runtime) == {"succeeded": 1}  # given up, not retried
+    events = (await client.get("/v1/reservations/bk-1/events")).json()["events"]
+    assert events[-1]["kind"] == "failed" and events[-1]["reason"] == reservation["last_error"]
+
+
+async def test_a_corrected_failed_reservation_is_tried_again(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    await put_reservation(client, "bk-1", device_ids=["00000000-0000-4000-8000-000000000000"])
+    await run_jobs(runtime)
+    assert (await client.get("/v1/reservations/bk-1")).json()["status"] == "failed"
+    await put_reservation(client, "bk-1")
+    await run_jobs(runtime)
+    reservation = (await client.get("/v1/reservations/bk-1")).json()
+    assert reservation["status"] == "granted" and reservation["last_error"] is None
+
+
+async def test_seam_rejecting_our_api_key_is_retried_not_failed(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    await fail_next(fake_seam, count=1, status=401, endpoint="/access_grants/create")
+    await put_reservation(client, "bk-1")
+    await run_jobs(runtime)
+    assert (await client.get("/v1/reservations/bk-1")).json()["status"] == "pending"
+    await make_retries_due(runtime)
+    await run_jobs(runtime)
+    assert (await client.get("/v1/reservations/bk-1")).json()["status"] == "granted"
+
+
+async def test_a_rolled_back_write_leaves_no_job(runtime: Runtime) -> None:
+    client_id = next(iter(runtime.env_key_digests.values()))
+    data = ReservationIn.model_validate(reservation_body())
+    async with runtime.sessionmaker() as session:
+        await service.put_reservation(
+            session, client_id=client_id, reservation_key="bk-rollback", data=data
+        )
+        assert await job_counts(runtime) == {}  # not visible before commit
+        await session.rollback()
+    assert await job_counts(runtime) == {}
+    async with runtime.sessionmaker() as session:
+        assert await session.scalar(select(Reservation)) is None
+
+    async with runtime.sessionmaker() as session:
+        await service.put_reservation(
+            session, client_id=client_id, reservation_key="bk-commit", data=data
+        )
+        await session.commit()
+    assert await job_counts(runtime) == {"todo": 1}
+
+
+async def test_changes_during_a_running_sync_are_applied_after_it(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    """A slow create; a door change arrives meanwhile; the end state has the new doors."""
+    await fail_next(
+        fake_seam, count=1, status=0, timeout_seconds=0.5, endpoint="/access_grants/create",
+        after_success=True,
+    )
+    await put_reservation(client, "bk-1")
+    worker = asyncio.create_task(run_jobs(runtime))
+    await asyncio.sleep(0.2)
+    await put_reservation(client, "bk-1", device_ids=[BACK_DOOR.id])
+    await worker
+    await run_jobs(runtime)
+    grants = await grants_at_fake(fake_seam)
+    assert [grant_device_ids(fake_seam, g["access_grant_id"]) for g in grants] == [[BACK_DOOR.id]]
+    reservation = (await client.get("/v1/reservations/bk-1")).json()
+    assert reservation["access_grant_id"] == grants[0]["access_grant_id"]
+
+
+@pytest.mark.parametrize("concurrent_puts", [5])
+async def test_concurrent_identical_puts_make_one_reservation(
+    client: httpx.AsyncClient, runtime: Runtime, concurrent_puts: int
+) -> None:
+    body = reservation_body()
+    responses = await asyncio.gather(
+        *(client.put("/v1/reservations/bk-race", json=body) for _ in range(concurrent_puts))
+    )
+    assert sorted(r.status_code for r in responses) == [200] * (concurrent_puts - 1) + [201]
+    assert await job_counts(runtime) == {"todo": 1}
