@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SEAM_ENDPOINT = "https://connect.getseam.com"
 SANDBOX_API_CLIENT = "sandbox"
-SANDBOX_API_KEY = "gk_sandbox_key"  # noqa: S105 - documented key that only exists in sandbox mode
+SANDBOX_API_KEY = "gk_sandbox_key"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
     smtp_timeout_seconds: float = 20.0
     mail_from: str = "guestkey <no-reply@guestkey.local>"
+    # Without SMTP_HOST (or with SMS_PROVIDER=outbox) messages are written here as files;
+    # unset means `data_dir / "outbox"`.
+    outbox_dir: Path | None = Field(default=None, alias="GUESTKEY_OUTBOX_DIR")
+
+    sms_provider: Literal["outbox", "twilio"] = "outbox"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None
+    twilio_endpoint: str = "https://api.twilio.com"
+    twilio_timeout_seconds: float = Field(default=20.0, gt=0)
 
     log_level: str = Field(default="info", alias="GUESTKEY_LOG_LEVEL")
     log_format: Literal["json", "console"] = Field(default="json", alias="GUESTKEY_LOG_FORMAT")

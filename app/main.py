@@ -15,6 +15,7 @@ from app.errors import install_error_handlers
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.reservations.router import router as reservations_router
 from app.runtime import open_runtime
+from app.webhooks.router import router as webhooks_router
 from app.worker.app import jobs, worker_options
 
 log = structlog.get_logger(__name__)
@@ -65,6 +66,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(reservations_router)
+    app.include_router(webhooks_router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.guestkey_max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -16,13 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.clients.service import env_key_digests
 from app.config import Settings
+from app.crypto import CodeCipher, build_cipher
 from app.db import create_engine, create_sessionmaker, resolve_database_url
+from app.delivery.channels import EmailSender, SmsSender, build_email_sender, build_sms_sender
 from app.seam.client import SeamGateway
+from app.webhooks.verify import WebhookVerifier
 from app.worker.app import open_jobs
 
 log = structlog.get_logger(__name__)
 
-SANDBOX_SEAM_API_KEY = "seam_sandbox_guestkey"  # noqa: S105 - the fake accepts any seam_ key
+SANDBOX_SEAM_API_KEY = "seam_sandbox_guestkey"
 
 
 @dataclass
@@ -32,7 +35,10 @@ class Runtime:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     seam: SeamGateway
-    webhook_secrets: list[str]
+    webhook_verifier: WebhookVerifier
+    cipher: CodeCipher
+    email_sender: EmailSender
+    sms_sender: SmsSender
     env_key_digests: dict[str, uuid.UUID] = field(default_factory=dict)
     fake_seam: Any = None
 
@@ -54,19 +60,21 @@ async def open_runtime(
     `webhook_target` is guestkey's own ASGI app: in sandbox mode the in-process fake Seam
     delivers its signed webhooks to it directly.
     """
+    cipher = build_cipher(settings)  # fail fast on a bad key, before anything opens
     url = database_url or resolve_database_url(settings.database_url, settings.data_dir)
     engine = create_engine(url, pool_size=settings.database_pool_size)
     webhook_secrets = settings.webhook_secrets
+    if not webhook_secrets:  # sandbox only: production settings require the secret
+        webhook_secrets = [_sandbox_webhook_secret()]
+        if not settings.in_process_fake_seam:
+            log.warning("webhooks.sandbox_secret", hint="set SEAM_WEBHOOK_SECRET to the fake's")
     fake_seam = None
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
-        await stack.enter_async_context(
-            open_jobs(url, max_size=max(2, worker_concurrency + 3))
-        )
+        await stack.enter_async_context(open_jobs(url, max_size=max(2, worker_concurrency + 3)))
         if settings.in_process_fake_seam:
             from app.seam.fake import FakeSeam
 
-            webhook_secrets = webhook_secrets or [_sandbox_webhook_secret()]
             fake_seam = FakeSeam(
                 webhook_url="http://guestkey.sandbox/webhooks/seam" if webhook_target else None,
                 webhook_secret=webhook_secrets[0],
@@ -104,7 +112,10 @@ async def open_runtime(
             engine=engine,
             sessionmaker=sessionmaker,
             seam=seam,
-            webhook_secrets=webhook_secrets,
+            webhook_verifier=WebhookVerifier(webhook_secrets),
+            cipher=cipher,
+            email_sender=build_email_sender(settings),
+            sms_sender=build_sms_sender(settings),
             env_key_digests=digests,
             fake_seam=fake_seam,
         )

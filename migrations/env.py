@@ -7,9 +7,8 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from app.clients import models as _clients_models  # noqa: F401 - register tables
-from app.db import Base, sqlalchemy_url
-from app.reservations import models as _reservations_models  # noqa: F401 - register tables
+from app.db import sqlalchemy_url
+from app.models import Base
 
 # Any number of replicas may run `guestkey migrate` at once; they take turns.
 MIGRATION_LOCK_ID = 0x67756573  # "gues"
@@ -18,7 +17,9 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
     """procrastinate's tables are created by a migration from its own SQL, not from models."""
     if type_ == "table" and name is not None and name.startswith("procrastinate"):
         return False

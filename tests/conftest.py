@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import email.policy
 import os
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -15,6 +20,8 @@ from app.migrate import upgrade_to_head
 from app.runtime import Runtime
 from app.worker.app import jobs, worker_options
 from tests.database import create_database, drop_database, server_url, truncate_all
+from tests.e2e.processes import free_port
+from tests.webhooks.signing import SECRET as WEBHOOK_SECRET
 
 # The developer's own environment must not leak into the tests' settings.
 for name in list(os.environ):
@@ -52,10 +59,53 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on a loopback port, keeping what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refuse_with: str | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refuse_with:
+            return self.refuse_with
+        self.messages.append(
+            cast(
+                EmailMessage, BytesParser(policy=email.policy.default).parsebytes(envelope.content)
+            )
+        )
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [message for message in self.messages if message["To"] == address]
+
+
 @pytest.fixture
-async def app(clean_database: str) -> AsyncIterator[FastAPI]:
+def mailbox() -> Iterator[Mailbox]:
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    box.port = controller.port  # type: ignore[attr-defined]
+    yield box
+    controller.stop()
+
+
+@pytest.fixture
+def settings_overrides(mailbox: Mailbox, tmp_path: Path) -> dict[str, Any]:
+    return {
+        "smtp_host": "127.0.0.1",
+        "smtp_port": mailbox.port,  # type: ignore[attr-defined]
+        "seam_webhook_secret": WEBHOOK_SECRET,
+        "GUESTKEY_DATA_DIR": tmp_path / "data",
+    }
+
+
+@pytest.fixture
+async def app(clean_database: str, settings_overrides: dict[str, Any]) -> AsyncIterator[FastAPI]:
     """guestkey with the in-process fake Seam and no background worker: tests run jobs."""
-    application = create_app(make_settings(), database_url=clean_database, run_worker=False)
+    application = create_app(
+        make_settings(**settings_overrides), database_url=clean_database, run_worker=False
+    )
     async with application.router.lifespan_context(application):
         yield application
 
@@ -114,3 +164,30 @@ async def job_counts(runtime: Runtime) -> dict[str, int]:
             text("SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY status")
         )
         return {status: count for status, count in rows}
+
+
+async def settle(runtime: Runtime, rounds: int = 20) -> None:
+    """Let the fake Seam's timers and webhooks and guestkey's due jobs run until all is quiet."""
+    fake = runtime.fake_seam
+    for _ in range(rounds):
+        if fake is not None:
+            await fake.drain()
+        await run_jobs(runtime)
+        if fake is None or await fake.drain(within=0.2):
+            due = await due_job_count(runtime)
+            if due == 0:
+                return
+    raise AssertionError("jobs and webhooks did not settle")
+
+
+async def due_job_count(runtime: Runtime) -> int:
+    async with runtime.engine.connect() as connection:
+        return int(
+            await connection.scalar(
+                text(
+                    "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing') "
+                    "AND (scheduled_at IS NULL OR scheduled_at <= now())"
+                )
+            )
+            or 0
+        )

@@ -13,11 +13,12 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from app.db import libpq_url
+from app.models import Base
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DATA_DIR = REPO_ROOT / ".guestkey" / "test-postgres"
 
-GUESTKEY_TABLES = ("api_client", "api_key", "reservation", "access_method", "reservation_event")
+GUESTKEY_TABLES = tuple(table.name for table in Base.metadata.sorted_tables)
 JOB_TABLES = (
     "procrastinate_jobs",
     "procrastinate_events",

@@ -37,7 +37,9 @@ async def ensure_clients(session: AsyncSession, *, names: set[str]) -> dict[str,
         .values([{"id": uuid.uuid4(), "name": name} for name in sorted(names)])
         .on_conflict_do_nothing(index_elements=[ApiClient.name])
     )
-    rows = await session.execute(select(ApiClient.name, ApiClient.id).where(ApiClient.name.in_(names)))
+    rows = await session.execute(
+        select(ApiClient.name, ApiClient.id).where(ApiClient.name.in_(names))
+    )
     return {name: client_id for name, client_id in rows}
 
 
@@ -93,8 +95,8 @@ async def revoke_client(session: AsyncSession, *, name: str) -> None:
     now = utcnow()
     client.revoked_at = now
     await session.execute(
-        update(ApiKey).where(ApiKey.client_id == client.id, ApiKey.revoked_at.is_(None)).values(
-            revoked_at=now
-        )
+        update(ApiKey)
+        .where(ApiKey.client_id == client.id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
     )
     await session.flush()

@@ -14,16 +14,21 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import case, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
-from app.reservations.models import AccessMethod, Reservation, ReservationStatus
+from app.reservations.models import (
+    AccessMethod,
+    Reservation,
+    ReservationDoor,
+    ReservationStatus,
+)
 from app.reservations.service import grant_key, record_event
 from app.runtime import Runtime
-from app.seam.client import GuestIdentity, SeamGateway
-from app.seam.errors import PermanentSeamError, TransientSeamError
+from app.seam.client import Door, GuestIdentity, SeamGateway
+from app.seam.errors import PermanentSeamError, SeamNotFound, TransientSeamError
 
 log = structlog.get_logger(__name__)
 
@@ -177,7 +182,9 @@ async def _create_grant(runtime: Runtime, wanted: Wanted) -> None:
                 updated_at=utcnow(),
             )
         )
-        await _store_access_methods(session, wanted.id, grant.access_grant_id, grant.access_method_ids)
+        await _store_access_methods(
+            session, wanted.id, grant.access_grant_id, grant.access_method_ids
+        )
         await record_event(
             session,
             reservation_id=wanted.id,
@@ -195,7 +202,9 @@ async def _create_grant(runtime: Runtime, wanted: Wanted) -> None:
         devices = sorted({d for error in missing for d in error.get("missing_device_ids") or []})
         message = "; ".join(str(error.get("message")) for error in missing)
         await _mark_failed(
-            runtime, wanted, f"Seam could not create a PIN code for {devices or 'some doors'}: {message}"
+            runtime,
+            wanted,
+            f"Seam could not create a PIN code for {devices or 'some doors'}: {message}",
         )
 
 
@@ -323,3 +332,127 @@ async def _note_error(runtime: Runtime, wanted: Wanted, reason: str) -> None:
             update(Reservation).where(Reservation.id == wanted.id).values(last_error=reason)
         )
         await session.commit()
+
+
+async def refresh_access_method(
+    runtime: Runtime,
+    *,
+    reservation_id: uuid.UUID,
+    access_method_id: str,
+    backup_code: bool = False,
+    seam_event: str | None = None,
+) -> None:
+    """Re-read an access method from Seam; when its code is issued (or new), store it
+    encrypted with the doors it opens, and plan the guest's messages."""
+    from app.delivery.service import plan_deliveries
+
+    try:
+        state = await runtime.seam.get_access_method(access_method_id)
+    except SeamNotFound:
+        async with runtime.sessionmaker() as session:
+            await record_event(
+                session,
+                reservation_id=reservation_id,
+                kind="access_method_gone",
+                access_method_id=access_method_id,
+            )
+            await session.commit()
+        return
+    if not state.is_issued or not state.code:
+        log.info("reservations.code.not_issued_yet", access_method_id=access_method_id)
+        return
+    doors = await runtime.seam.doors_of([access_method_id])
+
+    async with runtime.sessionmaker() as session:
+        reservation = await session.get(Reservation, reservation_id, with_for_update=True)
+        assert reservation is not None
+        if reservation.status == ReservationStatus.CANCELLED:
+            return
+        method = await session.scalar(
+            select(AccessMethod).where(AccessMethod.access_method_id == access_method_id)
+        )
+        if method is None:  # issued before our create call returned
+            method = AccessMethod(
+                reservation_id=reservation_id,
+                access_method_id=access_method_id,
+                access_grant_id=reservation.access_grant_id or "",
+                mode=state.mode,
+            )
+            session.add(method)
+        if method.removed_at is not None:
+            return  # a replaced grant's method: its code is no longer the guest's
+        previous = (
+            runtime.cipher.decrypt(method.code_ciphertext) if method.code_ciphertext else None
+        )
+        new_code = previous != state.code
+        method.is_issued = True
+        method.issued_at = _parse_time(state.issued_at) or method.issued_at or utcnow()
+        method.is_backup_code = backup_code or state.is_backup_code
+        if new_code:
+            method.code_ciphertext = runtime.cipher.encrypt(state.code)
+            method.code_version += 1
+        await _store_doors(session, reservation_id, doors)
+        await session.flush()
+        if new_code:
+            if reservation.status != ReservationStatus.FAILED:
+                reservation.status = ReservationStatus.ISSUED.value
+            reservation.last_error = None
+            reservation.updated_at = utcnow()
+            kind = "issued" if previous is None else "code_changed"
+            await record_event(
+                session,
+                reservation_id=reservation_id,
+                kind=kind,
+                reason="backup code" if method.is_backup_code else seam_event,
+                access_method_id=access_method_id,
+                doors=[door.name for door in doors],
+            )
+            await plan_deliveries(
+                session,
+                reservation=reservation,
+                method=method,
+                kind="new_code",
+                lead=runtime.settings.guestkey_delivery_lead,
+            )
+        await session.commit()
+    if new_code:
+        log.info(
+            "reservations.code.stored", reservation_id=str(reservation_id), new=previous is None
+        )
+
+
+async def _store_doors(session: AsyncSession, reservation_id: uuid.UUID, doors: list[Door]) -> None:
+    for position, door in enumerate(doors):
+        await session.execute(
+            insert(ReservationDoor)
+            .values(
+                id=uuid.uuid4(),
+                reservation_id=reservation_id,
+                door_type=door.type,
+                door_id=door.id,
+                name=door.name,
+                position=position,
+            )
+            .on_conflict_do_update(
+                index_elements=["reservation_id", "door_type", "door_id"],
+                set_={"name": door.name, "position": position},
+            )
+        )
+    keep = {(door.type, door.id) for door in doors}
+    existing = await session.execute(
+        select(ReservationDoor.id, ReservationDoor.door_type, ReservationDoor.door_id).where(
+            ReservationDoor.reservation_id == reservation_id
+        )
+    )
+    stale = [row.id for row in existing if (row.door_type, row.door_id) not in keep]
+    if stale:
+        await session.execute(delete(ReservationDoor).where(ReservationDoor.id.in_(stale)))
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Identity,
     CheckConstraint,
     ForeignKey,
+    Identity,
     Index,
     LargeBinary,
     Text,
@@ -45,6 +45,7 @@ class Reservation(TimestampedMixin, Base):
     __tablename__ = "reservation"
     __table_args__ = (
         UniqueConstraint("client_id", "reservation_key"),
+        Index("ix_reservation_status_updated_at", "status", "updated_at"),
         CheckConstraint(f"status IN ({_STATUSES})", name="status"),
         CheckConstraint("ends_at > starts_at", name="window"),
         Index("ix_reservation_client_id_created_at_id", "client_id", "created_at", "id"),
@@ -92,7 +93,26 @@ class AccessMethod(TimestampedMixin, Base):
     issued_at: Mapped[datetime | None]
     is_backup_code: Mapped[bool] = mapped_column(default=False)
     code_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Bumped whenever Seam shows a different code: deliveries are once per code version.
+    code_version: Mapped[int] = mapped_column(default=0, server_default="0")
     removed_at: Mapped[datetime | None]
+
+
+class ReservationDoor(Base):
+    """A door the reservation's code opens, named as Seam names it, with its access state."""
+
+    __tablename__ = "reservation_door"
+    __table_args__ = (UniqueConstraint("reservation_id", "door_type", "door_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    reservation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("reservation.id", ondelete="CASCADE")
+    )
+    door_type: Mapped[str] = mapped_column(Text)
+    door_id: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    state: Mapped[str | None] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(default=0)
 
 
 class ReservationEvent(Base):

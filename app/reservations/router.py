@@ -4,12 +4,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from app.dependencies import ClientDep, SessionDep
+from app.crypto import CodeCipher
+from app.dependencies import ClientDep, RuntimeDep, SessionDep
 from app.reservations import service
-from app.reservations.models import AccessMethod, Reservation, ReservationStatus
+from app.reservations.models import Reservation, ReservationStatus
 from app.reservations.schemas import (
     RESERVATION_KEY_PATTERN,
     AccessMethodOut,
+    DeliveryOut,
+    DoorOut,
     GuestOut,
     ReservationIn,
     ReservationOut,
@@ -31,7 +34,9 @@ ReservationKey = Annotated[
 ]
 
 
-def present(reservation: Reservation, methods: list[AccessMethod]) -> ReservationOut:
+def present(
+    reservation: Reservation, related: service.Related, cipher: CodeCipher
+) -> ReservationOut:
     return ReservationOut(
         reservation_key=reservation.reservation_key,
         status=ReservationStatus(reservation.status),
@@ -55,22 +60,39 @@ def present(reservation: Reservation, methods: list[AccessMethod]) -> Reservatio
                 mode=method.mode,
                 is_issued=method.is_issued,
                 issued_at=method.issued_at,
-                code=None,
+                code=cipher.decrypt(method.code_ciphertext) if method.code_ciphertext else None,
                 is_backup_code=method.is_backup_code,
             )
-            for method in methods
+            for method in related.access_methods.get(reservation.id, [])
         ],
-        doors=[],
-        deliveries=[],
+        doors=[
+            DoorOut(type=door.door_type, id=door.door_id, name=door.name, state=door.state)  # type: ignore[arg-type]
+            for door in related.doors.get(reservation.id, [])
+        ],
+        deliveries=[
+            DeliveryOut(
+                channel=delivery.channel,
+                to=delivery.recipient,
+                status=delivery.status,
+                kind=delivery.kind,
+                attempts=delivery.attempts,
+                send_after=delivery.send_after,
+                sent_at=delivery.sent_at,
+                error=delivery.error,
+            )
+            for delivery in related.deliveries.get(reservation.id, [])
+        ],
         last_error=reservation.last_error,
         created_at=reservation.created_at,
         updated_at=reservation.updated_at,
     )
 
 
-async def _present_one(session: SessionDep, reservation: Reservation) -> ReservationOut:
-    methods = await service.access_methods_of(session, reservation_ids=[reservation.id])
-    return present(reservation, methods[reservation.id])
+async def _present_one(
+    session: SessionDep, runtime: RuntimeDep, reservation: Reservation
+) -> ReservationOut:
+    related = await service.related(session, reservation_ids=[reservation.id])
+    return present(reservation, related, runtime.cipher)
 
 
 @router.put(
@@ -88,12 +110,13 @@ async def put_reservation(
     response: Response,
     session: SessionDep,
     client_id: ClientDep,
+    runtime: RuntimeDep,
 ) -> ReservationOut:
     """Create or update a reservation. An identical PUT changes nothing and calls nothing."""
     reservation, created = await service.put_reservation(
         session, client_id=client_id, reservation_key=reservation_key, data=body
     )
-    resource = await _present_one(session, reservation)
+    resource = await _present_one(session, runtime, reservation)
     await session.commit()
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return resource
@@ -101,18 +124,19 @@ async def put_reservation(
 
 @router.get("/{reservation_key}", response_model=ReservationOut)
 async def get_reservation(
-    reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep
+    reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep, runtime: RuntimeDep
 ) -> ReservationOut:
     reservation = await service.get_reservation(
         session, client_id=client_id, reservation_key=reservation_key
     )
-    return await _present_one(session, reservation)
+    return await _present_one(session, runtime, reservation)
 
 
 @router.get("", response_model=ReservationPage)
 async def list_reservations(
     session: SessionDep,
     client_id: ClientDep,
+    runtime: RuntimeDep,
     status_filter: Annotated[ReservationStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
@@ -121,21 +145,21 @@ async def list_reservations(
     rows, next_cursor = await service.list_reservations(
         session, client_id=client_id, status=status_filter, limit=limit, cursor=cursor
     )
-    methods = await service.access_methods_of(session, reservation_ids=[r.id for r in rows])
+    related = await service.related(session, reservation_ids=[r.id for r in rows])
     return ReservationPage(
-        items=[present(row, methods[row.id]) for row in rows], next_cursor=next_cursor
+        items=[present(row, related, runtime.cipher) for row in rows], next_cursor=next_cursor
     )
 
 
 @router.delete("/{reservation_key}", response_model=ReservationOut)
 async def cancel_reservation(
-    reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep
+    reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep, runtime: RuntimeDep
 ) -> ReservationOut:
     """Cancel: the Seam grant is deleted (never the guest's identity). Idempotent."""
     reservation = await service.cancel_reservation(
         session, client_id=client_id, reservation_key=reservation_key
     )
-    resource = await _present_one(session, reservation)
+    resource = await _present_one(session, runtime, reservation)
     await session.commit()
     return resource
 

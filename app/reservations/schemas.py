@@ -179,9 +179,11 @@ class DeliveryOut(BaseModel):
     channel: str
     to: str
     status: str
-    attempts: int = 0
-    sent_at: datetime | None = None
-    error: str | None = None
+    kind: str
+    attempts: int
+    send_after: datetime
+    sent_at: datetime | None
+    error: str | None
 
 
 class ReservationOut(BaseModel):

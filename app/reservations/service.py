@@ -9,6 +9,7 @@ import base64
 import binascii
 import json
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,10 +18,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
+from app.delivery.models import Delivery
 from app.errors import Conflict, InvalidInput, NotFound
 from app.reservations.models import (
     AccessMethod,
     Reservation,
+    ReservationDoor,
     ReservationEvent,
     ReservationStatus,
 )
@@ -217,20 +220,41 @@ async def list_reservations(
     return rows[:limit], next_cursor
 
 
-async def access_methods_of(
-    session: AsyncSession, *, reservation_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, list[AccessMethod]]:
-    grouped: dict[uuid.UUID, list[AccessMethod]] = {rid: [] for rid in reservation_ids}
+@dataclass
+class Related:
+    """What a page of reservations shows besides their own columns, one query per kind."""
+
+    access_methods: dict[uuid.UUID, list[AccessMethod]] = field(default_factory=dict)
+    doors: dict[uuid.UUID, list[ReservationDoor]] = field(default_factory=dict)
+    deliveries: dict[uuid.UUID, list[Delivery]] = field(default_factory=dict)
+
+
+async def related(session: AsyncSession, *, reservation_ids: list[uuid.UUID]) -> Related:
+    found = Related()
     if not reservation_ids:
-        return grouped
-    rows = await session.scalars(
+        return found
+    methods = await session.scalars(
         select(AccessMethod)
         .where(AccessMethod.reservation_id.in_(reservation_ids), AccessMethod.removed_at.is_(None))
         .order_by(AccessMethod.created_at)
     )
-    for method in rows:
-        grouped[method.reservation_id].append(method)
-    return grouped
+    for method in methods:
+        found.access_methods.setdefault(method.reservation_id, []).append(method)
+    doors = await session.scalars(
+        select(ReservationDoor)
+        .where(ReservationDoor.reservation_id.in_(reservation_ids))
+        .order_by(ReservationDoor.position, ReservationDoor.name)
+    )
+    for door in doors:
+        found.doors.setdefault(door.reservation_id, []).append(door)
+    deliveries = await session.scalars(
+        select(Delivery)
+        .where(Delivery.reservation_id.in_(reservation_ids))
+        .order_by(Delivery.created_at, Delivery.channel)
+    )
+    for delivery in deliveries:
+        found.deliveries.setdefault(delivery.reservation_id, []).append(delivery)
+    return found
 
 
 async def timeline(session: AsyncSession, *, reservation_id: uuid.UUID) -> list[ReservationEvent]:

@@ -329,7 +329,7 @@ class SeamGateway:
         return [_access_method(resource) for resource in resources]
 
     async def doors_of(self, access_method_ids: Sequence[str]) -> list[Door]:
-        """The doors the given access methods open, with their display names."""
+        """The doors (locks and entrances) the access methods open, with their display names."""
         batch = await self._call(
             "access_methods.get_related",
             lambda: self._seam.access_methods.get_related(
@@ -338,9 +338,7 @@ class SeamGateway:
         )
         doors: list[Door] = []
         for device in batch.devices or []:
-            doors.append(
-                Door("device", device["device_id"], _display_name(device, "device_id"))
-            )
+            doors.append(Door("device", device["device_id"], _display_name(device, "device_id")))
         for entrance in batch.acs_entrances or []:
             doors.append(
                 Door(
@@ -349,8 +347,10 @@ class SeamGateway:
                     _display_name(entrance, "acs_entrance_id"),
                 )
             )
-        for space in batch.spaces or []:
-            doors.append(Door("space", space["space_id"], _display_name(space, "space_id")))
+        if not doors:
+            # Spaces hold the doors; only when Seam names no door itself is the space the door.
+            for space in batch.spaces or []:
+                doors.append(Door("space", space["space_id"], _display_name(space, "space_id")))
         return doors
 
     # events

@@ -7,17 +7,16 @@ Seam) through the worker's `additional_context`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 import contextlib
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import procrastinate
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
-TASK_MODULES = ["app.reservations.tasks"]
+TASK_MODULES = ["app.reservations.tasks", "app.webhooks.tasks", "app.delivery.tasks"]
 
 jobs = procrastinate.App(
     connector=procrastinate.PsycopgConnector(),  # replaced by open_jobs; no I/O until then

@@ -13,7 +13,15 @@ from procrastinate.jobs import Job
 
 from app.seam.errors import TransientSeamError
 
+
+class RetryLater(Exception):
+    """Raised by a job whose work cannot be done yet but will be (retried like an outage)."""
+
+    retry_after: float | None = None
+
+
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    RetryLater,
     TransientSeamError,
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from tests.conftest import Mailbox
 from tests.database import create_database, drop_database
 from tests.e2e.processes import Process, free_port, running
 
@@ -35,7 +36,7 @@ def e2e_database(postgres_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def stack(e2e_database: str, tmp_path: Path) -> Iterator[Stack]:
+def stack(e2e_database: str, tmp_path: Path, mailbox: Mailbox) -> Iterator[Stack]:
     """`guestkey serve` and `guestkey fake-seam` as real processes, talking real HTTP."""
     guestkey_port, seam_port = free_port(), free_port()
     guestkey_url = f"http://127.0.0.1:{guestkey_port}"
@@ -45,9 +46,12 @@ def stack(e2e_database: str, tmp_path: Path) -> Iterator[Stack]:
             "fake-seam",
             [
                 "fake-seam",
-                "--port", str(seam_port),
-                "--webhook-url", f"{guestkey_url}/webhooks/seam",
-                "--webhook-secret", WEBHOOK_SECRET,
+                "--port",
+                str(seam_port),
+                "--webhook-url",
+                f"{guestkey_url}/webhooks/seam",
+                "--webhook-secret",
+                WEBHOOK_SECRET,
             ],
             env={},
             log_dir=tmp_path,
@@ -65,6 +69,9 @@ def stack(e2e_database: str, tmp_path: Path) -> Iterator[Stack]:
                 "GUESTKEY_ENCRYPTION_KEY": Fernet.generate_key().decode(),
                 "GUESTKEY_API_KEYS": f"e2e:{E2E_API_KEY}",
                 "GUESTKEY_DATA_DIR": str(tmp_path / "data"),
+                "SMTP_HOST": "127.0.0.1",
+                "SMTP_PORT": str(mailbox.port),  # type: ignore[attr-defined]
+                "MAIL_FROM": "Seaside Stays <keys@seaside.example>",
                 **{k: v for k, v in os.environ.items() if k == "PATH"},
             },
             log_dir=tmp_path,

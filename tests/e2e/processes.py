@@ -68,7 +68,7 @@ def running(
 ) -> Iterator[Process]:
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log_file:
-        popen = subprocess.Popen(  # noqa: S603 - our own entry point
+        popen = subprocess.Popen(
             [GUESTKEY, *args],
             env={**_clean_env(), **env},
             stdout=log_file,

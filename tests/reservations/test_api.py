@@ -141,7 +141,11 @@ INVALID_BODIES: list[tuple[str, dict[str, Any], tuple[str | int, ...]]] = [
         {"starts_at": "2030-01-05T10:00:00Z", "ends_at": "2030-01-05T10:00:00Z"},
         ("body", "ends_at"),
     ),
-    ("ends_at in the past", {"starts_at": "2020-01-01T10:00:00Z", "ends_at": PAST}, ("body", "ends_at")),
+    (
+        "ends_at in the past",
+        {"starts_at": "2020-01-01T10:00:00Z", "ends_at": PAST},
+        ("body", "ends_at"),
+    ),
     (
         "no doors at all",
         {"device_ids": [], "acs_entrance_ids": [], "space_ids": []},
@@ -149,7 +153,11 @@ INVALID_BODIES: list[tuple[str, dict[str, Any], tuple[str | int, ...]]] = [
     ),
     ("door id not a Seam id", {"device_ids": ["front-door"]}, ("body", "device_ids", 0)),
     ("door ids not a list", {"device_ids": FRONT_DOOR.id}, ("body", "device_ids")),
-    ("too many doors", {"device_ids": [str(uuid.uuid4()) for _ in range(101)]}, ("body", "device_ids")),
+    (
+        "too many doors",
+        {"device_ids": [str(uuid.uuid4()) for _ in range(101)]},
+        ("body", "device_ids"),
+    ),
     ("timezone unknown", {"timezone": "Mars/Olympus_Mons"}, ("body", "timezone")),
     ("property name too long", {"property_name": "x" * 201}, ("body", "property_name")),
     ("unknown top-level field", {"colour": "blue"}, ("body", "colour")),
@@ -183,9 +191,7 @@ async def test_invalid_body_is_422_naming_the_field(
     assert await seam_calls(fake_seam) == []
 
 
-@pytest.mark.parametrize(
-    "key", ["has space", "a" * 129, "emoji-🙂", "semi;colon", "slash%2Fkey"]
-)
+@pytest.mark.parametrize("key", ["has space", "a" * 129, "emoji-🙂", "semi;colon", "slash%2Fkey"])
 async def test_invalid_reservation_key_is_422(client: httpx.AsyncClient, key: str) -> None:
     response = await client.put(f"/v1/reservations/{key}", json=reservation_body())
     assert response.status_code in (404, 422)
@@ -202,7 +208,9 @@ async def test_reservation_key_allows_its_whole_alphabet(client: httpx.AsyncClie
 @pytest.mark.parametrize(
     "raw", [b"{not json", b"", b"[]", b'"just a string"', b"null", b'{"guest": '], ids=repr
 )
-async def test_malformed_json_is_a_4xx(client: httpx.AsyncClient, runtime: Runtime, raw: bytes) -> None:
+async def test_malformed_json_is_a_4xx(
+    client: httpx.AsyncClient, runtime: Runtime, raw: bytes
+) -> None:
     response = await client.put(
         "/v1/reservations/bk-1", content=raw, headers={"content-type": "application/json"}
     )
@@ -267,7 +275,9 @@ async def test_a_client_never_sees_another_clients_reservation(
     assert (await other_client.get("/v1/reservations/bk-1/events")).status_code == 404
     assert (await other_client.get("/v1/reservations")).json()["items"] == []
     # The same key is a different reservation for another client.
-    theirs = await put_reservation(other_client, "bk-1", guest={"name": "Eve", "email": "eve@example.com"})
+    theirs = await put_reservation(
+        other_client, "bk-1", guest={"name": "Eve", "email": "eve@example.com"}
+    )
     assert theirs.status_code == 201
     mine = await client.get("/v1/reservations/bk-1")
     assert mine.json()["guest"]["name"] == "Ada Lovelace"
@@ -307,7 +317,9 @@ async def test_list_filters_by_status(client: httpx.AsyncClient) -> None:
     "params",
     [{"status": "lost"}, {"limit": 0}, {"limit": 201}, {"limit": "ten"}, {"cursor": "garbage!"}],
 )
-async def test_list_rejects_bad_parameters(client: httpx.AsyncClient, params: dict[str, Any]) -> None:
+async def test_list_rejects_bad_parameters(
+    client: httpx.AsyncClient, params: dict[str, Any]
+) -> None:
     response = await client.get("/v1/reservations", params=params)
     assert response.status_code == 422
 

@@ -28,6 +28,13 @@ from tests.factories import (
 )
 
 
+@pytest.fixture(autouse=True)
+async def codes_not_issued(fake_seam: Any) -> None:
+    """These tests are about the grant: the fake issues no code, so no webhook follows."""
+    async with fake_control(fake_seam) as control:
+        await control.post("/_fake/auto_issue", json={"enabled": False})
+
+
 async def fail_next(fake: Any, **rule: Any) -> None:
     async with fake_control(fake) as control:
         response = await control.post("/_fake/fail", json=rule)
@@ -60,9 +67,9 @@ async def test_sync_creates_one_grant_with_the_stays_times_and_doors(
     assert grant["access_grant_key"].startswith("guestkey-")
     methods = reservation["access_methods"]
     assert [m["access_method_id"] for m in methods] == grant["access_method_ids"]
-    assert (await job_counts(runtime)) == {"succeeded": 1}
+    assert set(await job_counts(runtime)) == {"succeeded"}
     kinds = [e["kind"] for e in (await client.get("/v1/reservations/bk-1/events")).json()["events"]]
-    assert kinds == ["requested", "grant_created"]
+    assert kinds[:2] == ["requested", "grant_created"]
 
 
 async def test_a_returning_guest_reuses_their_seam_identity(
@@ -103,7 +110,9 @@ async def test_seam_down_keeps_the_reservation_pending_then_grants_once(
 async def test_retry_after_from_seam_sets_the_next_attempt(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
 ) -> None:
-    await fail_next(fake_seam, count=1, status=429, retry_after=120, endpoint="/access_grants/create")
+    await fail_next(
+        fake_seam, count=1, status=429, retry_after=120, endpoint="/access_grants/create"
+    )
     await put_reservation(client, "bk-1")
     await run_jobs(runtime)
     async with runtime.engine.connect() as connection:
@@ -204,7 +213,11 @@ async def test_changes_during_a_running_sync_are_applied_after_it(
 ) -> None:
     """A slow create; a door change arrives meanwhile; the end state has the new doors."""
     await fail_next(
-        fake_seam, count=1, status=0, timeout_seconds=0.5, endpoint="/access_grants/create",
+        fake_seam,
+        count=1,
+        status=0,
+        timeout_seconds=0.5,
+        endpoint="/access_grants/create",
         after_success=True,
     )
     await put_reservation(client, "bk-1")

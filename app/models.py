@@ -1,0 +1,19 @@
+"""Every table, imported in one place for Alembic and the schema test."""
+
+from app.clients.models import ApiClient, ApiKey
+from app.db import Base
+from app.delivery.models import Delivery
+from app.reservations.models import AccessMethod, Reservation, ReservationDoor, ReservationEvent
+from app.webhooks.models import SeamWebhook
+
+__all__ = [
+    "AccessMethod",
+    "ApiClient",
+    "ApiKey",
+    "Base",
+    "Delivery",
+    "Reservation",
+    "ReservationDoor",
+    "ReservationEvent",
+    "SeamWebhook",
+]

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, new_id
+
+
+class SeamWebhook(Base):
+    """The inbox: every verified delivery from Seam, once.
+
+    `svix_id` and `event_id` are unique, so a redelivery or a replay is recognised however
+    often it comes. Rows are kept at least 30 days (longer than Svix retries for).
+    """
+
+    __tablename__ = "seam_webhook"
+    __table_args__ = (Index("ix_seam_webhook_received_at", "received_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    svix_id: Mapped[str] = mapped_column(Text, unique=True)
+    event_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    event_type: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    raw_body: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(Text, default="received")
+    outcome_reason: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    processed_at: Mapped[datetime | None]

@@ -1,0 +1,72 @@
+"""The inbox: store each verified delivery once and enqueue its processing with it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.webhooks.models import SeamWebhook
+from app.worker.queue import defer
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Intake:
+    outcome: str  # accepted | duplicate | rejected
+    reason: str | None = None
+
+
+def parse_event(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """(event, None) for a Seam event; (payload or None, why not) otherwise."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None, "not_json"
+    if not isinstance(payload, dict):
+        return None, "not_an_object"
+    event_id, event_type = payload.get("event_id"), payload.get("event_type")
+    if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
+        return payload, "not_a_seam_event"
+    return payload, None
+
+
+async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) -> Intake:
+    payload, problem = parse_event(body)
+    row: dict[str, Any] = {"id": uuid.uuid4(), "svix_id": svix_id}
+    if problem is None:
+        assert payload is not None
+        row |= {
+            "event_id": payload["event_id"],
+            "event_type": payload["event_type"],
+            "payload": payload,
+            "outcome": "received",
+        }
+    else:
+        row |= {
+            "payload": payload,
+            "raw_body": None if payload is not None else body.decode("utf-8", "replace"),
+            "outcome": "rejected",
+            "outcome_reason": problem,
+            "processed_at": utcnow(),
+        }
+    inserted = await session.scalar(
+        insert(SeamWebhook).values(**row).on_conflict_do_nothing().returning(SeamWebhook.id)
+    )
+    if inserted is None:
+        return Intake("duplicate")
+    if problem is not None:
+        log.error("webhooks.seam.rejected", svix_id=svix_id, reason=problem)
+        return Intake("rejected", problem)
+
+    from app.webhooks.tasks import process_seam_event
+
+    await defer(session, process_seam_event, webhook_id=str(inserted))
+    return Intake("accepted")

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import uuid
+
+import procrastinate
+
+from app.webhooks import flows
+from app.worker.app import jobs, runtime_of
+from app.worker.retry import RETRY
+
+
+@jobs.task(name="webhooks.process_seam_event", pass_context=True, retry=RETRY)
+async def process_seam_event(context: procrastinate.JobContext, webhook_id: str) -> None:
+    """Find whose reservation a stored Seam event concerns and hand it over."""
+    await flows.route_seam_event(runtime_of(context), webhook_id=uuid.UUID(webhook_id))
+
+
+@jobs.task(name="webhooks.apply_seam_event", pass_context=True, retry=RETRY)
+async def apply_seam_event(
+    context: procrastinate.JobContext, reservation_id: str, webhook_id: str
+) -> None:
+    """Act on a Seam event for one reservation (under the reservation's lock)."""
+    await flows.apply_seam_event(
+        runtime_of(context),
+        reservation_id=uuid.UUID(reservation_id),
+        webhook_id=uuid.UUID(webhook_id),
+    )
