@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 SYNCED := $(VENV)/.synced-$(UV_VERSION)
 
-.PHONY: install run test test-fast lint format typecheck bench fake-seam migrate schemas clean
+.PHONY: install run test test-fast lint format typecheck fake-seam migrate schemas clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -39,9 +39,6 @@ format: install
 
 typecheck: install
 	$(VENV)/bin/mypy
-
-bench: install  ## performance benchmarks (not part of `make test`)
-	$(VENV)/bin/python -m bench
 
 fake-seam: install  ## the fake Seam API on :8090
 	$(VENV)/bin/guestkey fake-seam --port 8090

@@ -124,6 +124,12 @@ def fake_seam(args: argparse.Namespace) -> None:
     serve_fake(host=args.host, port=args.port, webhook_url=args.webhook_url, webhook_secret=secret)
 
 
+def keygen(_: argparse.Namespace) -> None:
+    from cryptography.fernet import Fernet
+
+    print(Fernet.generate_key().decode())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guestkey", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     revoke_parser.add_argument("name")
     clients_commands.add_parser("list", help="list clients")
     clients_parser.set_defaults(handler=clients)
+
+    commands.add_parser("keygen", help="print a new key for GUESTKEY_ENCRYPTION_KEY").set_defaults(
+        handler=keygen
+    )
 
     fake_parser = commands.add_parser("fake-seam", help="run the fake Seam API")
     fake_parser.add_argument("--host", default="127.0.0.1")
