@@ -30,12 +30,12 @@ test-fast: install  ## everything but the end-to-end tests
 	$(VENV)/bin/pytest -m "not e2e"
 
 lint: install
-	$(VENV)/bin/ruff check app tests scripts bench migrations
-	$(VENV)/bin/ruff format --check app tests scripts bench migrations
+	$(VENV)/bin/ruff check app tests scripts migrations
+	$(VENV)/bin/ruff format --check app tests scripts migrations
 
 format: install
-	$(VENV)/bin/ruff format app tests scripts bench migrations
-	$(VENV)/bin/ruff check --fix app tests scripts bench migrations
+	$(VENV)/bin/ruff format app tests scripts migrations
+	$(VENV)/bin/ruff check --fix app tests scripts migrations
 
 typecheck: install
 	$(VENV)/bin/mypy

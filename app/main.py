@@ -42,9 +42,7 @@ def create_app(
             worker = None
             if run_worker:
                 worker = asyncio.create_task(
-                    jobs.run_worker_async(
-                        **worker_options(runtime, concurrency=concurrency)  # type: ignore[arg-type]
-                    ),
+                    jobs.run_worker_async(**worker_options(runtime, concurrency=concurrency)),
                     name="guestkey-worker",
                 )
             log.info("guestkey.started", sandbox=settings.sandbox, worker=run_worker)

@@ -66,7 +66,7 @@ class RequestContextMiddleware:
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")[:64]
+            candidate: str = bytes(value).decode("latin-1")[:64]
             if candidate.replace("-", "").isalnum():
                 return candidate
     return None
@@ -74,7 +74,7 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 def _route_template(scope: Scope) -> str:
     route: Any = scope.get("route")
-    path = getattr(route, "path", None)
+    path: object = getattr(route, "path", None)
     return str(path) if path else "unmatched"
 
 

@@ -66,7 +66,7 @@ def present(
             for method in related.access_methods.get(reservation.id, [])
         ],
         doors=[
-            DoorOut(type=door.door_type, id=door.door_id, name=door.name, state=door.state)  # type: ignore[arg-type]
+            DoorOut(type=door.door_type, id=door.door_id, name=door.name, state=door.state)
             for door in related.doors.get(reservation.id, [])
         ],
         deliveries=[

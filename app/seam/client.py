@@ -18,8 +18,8 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 import structlog
-from seam import AsyncSeam
 from seam.exceptions import SeamHttpApiError, SeamHttpUnauthorizedError
+from seam.seam import AsyncSeam
 
 from app.metrics import SEAM_CALL_SECONDS
 from app.seam.errors import PermanentSeamError, SeamError, SeamNotFound, TransientSeamError

@@ -30,15 +30,17 @@ async def defer(
     """
     connection = await session.connection()
     raw = await connection.get_raw_connection()
+    driver_connection = raw.driver_connection
+    assert driver_connection is not None
     configured = task.configure(
         lock=lock,
         queueing_lock=queueing_lock,
         schedule_at=schedule_at,
-        connection=raw.driver_connection,
+        connection=driver_connection,
     )
     try:
         # psycopg makes this a SAVEPOINT inside the caller's open transaction.
-        async with raw.driver_connection.transaction():
+        async with driver_connection.transaction():
             await configured.defer_async(**arguments)
     except AlreadyEnqueued:
         log.debug("jobs.already_enqueued", task=task.name, queueing_lock=queueing_lock)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy.exc
 from procrastinate import BaseRetryStrategy, RetryDecision
@@ -47,10 +48,14 @@ class BackoffRetry(BaseRetryStrategy):
             seconds = self.delay(attempts)
             if retry_after is not None:
                 seconds = min(self.cap_seconds, retry_after) + random.uniform(0, 1)  # noqa: S311
-            return RetryDecision(retry_in={"seconds": round(seconds, 3)})
+            return _after(seconds)
         if attempts + 1 >= self.max_unexpected_attempts:
             return None
-        return RetryDecision(retry_in={"seconds": round(self.delay(attempts), 3)})
+        return _after(self.delay(attempts))
+
+
+def _after(seconds: float) -> RetryDecision:
+    return RetryDecision(retry_at=datetime.now(UTC) + timedelta(seconds=seconds))
 
 
 RETRY = BackoffRetry()
