@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     guestkey_encryption_key: SecretStr | None = None
     guestkey_delivery_lead: timedelta = timedelta(0)
     guestkey_worker_concurrency: int = Field(default=8, ge=1, le=100)
+    guestkey_reconcile_after: timedelta = timedelta(minutes=5)
     guestkey_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     smtp_host: str | None = None
@@ -79,7 +80,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", alias="GUESTKEY_LOG_LEVEL")
     log_format: Literal["json", "console"] = Field(default="json", alias="GUESTKEY_LOG_FORMAT")
 
-    @field_validator("guestkey_delivery_lead", mode="before")
+    @field_validator("guestkey_delivery_lead", "guestkey_reconcile_after", mode="before")
     @classmethod
     def _parse_lead(cls, value: object) -> timedelta:
         if value in (None, ""):

@@ -161,7 +161,10 @@ async def make_retries_due(runtime: Runtime) -> int:
 async def job_counts(runtime: Runtime) -> dict[str, int]:
     async with runtime.engine.connect() as connection:
         rows = await connection.execute(
-            text("SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY status")
+            text(
+                "SELECT status::text, count(*) FROM procrastinate_jobs "
+                "WHERE task_name != 'reconciler.reconcile' GROUP BY status"
+            )
         )
         return {status: count for status, count in rows}
 

@@ -66,3 +66,10 @@ def grant_device_ids(fake: Any, access_grant_id: str) -> list[str]:
     """The locks a grant at the fake opens (Seam keeps a grant's doors in its spaces)."""
     grant = fake.state.grants[access_grant_id]
     return sorted({d for sid in grant.space_ids for d in fake.state.spaces[sid].device_ids})
+
+
+def mentions_code(text: str, code: str) -> bool:
+    """Whether `code` appears in `text` as a number of its own (not inside a longer one)."""
+    import re
+
+    return re.search(rf"(?<![0-9]){re.escape(code)}(?![0-9])", text) is not None

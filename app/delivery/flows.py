@@ -1,4 +1,10 @@
-"""Sending one planned delivery: read what to say, send it outside any transaction, record."""
+"""Sending one planned delivery.
+
+The delivery row is locked (`FOR UPDATE SKIP LOCKED`) while its message is sent, so two jobs
+for one delivery — a rescheduled one and the original, say — can never both send it: the second
+finds it locked or already sent. A crash mid-send releases the lock and the retry sends again
+(at-least-once is all SMTP offers); the status is written in the same transaction as the send.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,22 @@ import uuid
 
 import structlog
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.delivery.channels import DeliveryFailed
 from app.delivery.messages import GuestMessage, render_email, render_sms
 from app.delivery.models import Delivery
+from app.delivery.service import contacts, send_time
 from app.metrics import DELIVERIES
-from app.reservations.models import (
-    AccessMethod,
-    Reservation,
-    ReservationDoor,
-    ReservationStatus,
-)
+from app.reservations.models import AccessMethod, Reservation, ReservationDoor, ReservationStatus
 from app.reservations.service import record_event
 from app.runtime import Runtime
 from app.worker.retry import RetryLater
 
 log = structlog.get_logger(__name__)
+
+FINISHED = ("sent", "cancelled", "superseded", "failed")
 
 
 class TransientDeliveryError(RetryLater):
@@ -30,120 +35,128 @@ class TransientDeliveryError(RetryLater):
 
 
 async def send_delivery(runtime: Runtime, *, delivery_id: uuid.UUID) -> None:
-    logger = log.bind(delivery_id=str(delivery_id))
     async with runtime.sessionmaker() as session:
-        delivery = await session.get(Delivery, delivery_id)
-        if delivery is None or delivery.status in ("sent", "cancelled", "superseded", "failed"):
-            return
+        delivery = await session.scalar(
+            select(Delivery).where(Delivery.id == delivery_id).with_for_update(skip_locked=True)
+        )
+        if delivery is None or delivery.status in FINISHED:
+            return  # gone, being sent by another job right now, or done
         reservation = await session.get(Reservation, delivery.reservation_id)
+        assert reservation is not None
         method = await session.scalar(
             select(AccessMethod).where(AccessMethod.access_method_id == delivery.access_method_id)
         )
-        assert reservation is not None
-        skip = None
-        if reservation.status == ReservationStatus.CANCELLED:
-            skip = "cancelled"
-        elif method is None or method.removed_at is not None or method.code_ciphertext is None:
-            skip = "superseded"
-        elif method.code_version != delivery.code_version:
-            skip = "superseded"  # a newer code has its own delivery
+        skip = _reason_to_skip(delivery, reservation, method)
         if skip is not None:
             delivery.status = skip
             await session.commit()
-            logger.info("delivery.skipped", reason=skip)
+            log.info("delivery.skipped", delivery_id=str(delivery_id), reason=skip)
             return
         assert method is not None and method.code_ciphertext is not None
-        doors = list(
-            await session.scalars(
-                select(ReservationDoor.name)
-                .where(ReservationDoor.reservation_id == reservation.id)
-                .order_by(ReservationDoor.position, ReservationDoor.name)
-            )
-        )
+        now = utcnow()
+        due = send_time(reservation, lead=runtime.settings.guestkey_delivery_lead, now=now)
+        if delivery.kind == "new_code" and (wait := (due - now).total_seconds()) > 1:
+            # The stay moved later since this was planned: hold the message until it is due.
+            raise RetryLater("not due yet", retry_after=wait)
+
         message = GuestMessage(
             guest_name=reservation.guest_name,
             locale=reservation.guest_locale,
             property_name=reservation.property_name,
             code=runtime.cipher.decrypt(method.code_ciphertext),
-            doors=doors,
+            doors=await _door_names(session, reservation),
             starts_at=reservation.starts_at,
             ends_at=reservation.ends_at,
             timezone=reservation.timezone,
             kind=delivery.kind,  # type: ignore[arg-type]
         )
-        channel, recipient, reservation_id = delivery.channel, delivery.recipient, reservation.id
-        delivery.status = "sending"
         delivery.attempts += 1
+        try:
+            await _send(runtime, delivery, message)
+        except DeliveryFailed as error:
+            await _record_failure(session, delivery, error)
+            await session.commit()
+            if error.transient:
+                raise TransientDeliveryError(str(error), retry_after=error.retry_after) from error
+            return
+        await _record_success(session, delivery, reservation)
         await session.commit()
+    log.info(
+        "delivery.sent", delivery_id=str(delivery_id), channel=delivery.channel, kind=delivery.kind
+    )
 
-    try:
-        if channel == "email":
-            await runtime.email_sender.send(
-                render_email(message, to=recipient, mail_from=runtime.settings.mail_from)
-            )
-        else:
-            await runtime.sms_sender.send(to=recipient, body=render_sms(message))
-    except DeliveryFailed as error:
-        DELIVERIES.labels(channel, "retried" if error.transient else "failed").inc()
-        await _record_failure(runtime, delivery_id, reservation_id, channel, error)
-        if error.transient:
-            raise TransientDeliveryError(str(error)) from error
-        return
 
-    DELIVERIES.labels(channel, "sent").inc()
-    async with runtime.sessionmaker() as session:
-        now = utcnow()
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery_id)
-            .values(status="sent", sent_at=now, error=None, updated_at=now)
+def _reason_to_skip(
+    delivery: Delivery, reservation: Reservation, method: AccessMethod | None
+) -> str | None:
+    if reservation.status == ReservationStatus.CANCELLED:
+        return "cancelled"
+    if (delivery.channel, delivery.recipient) not in contacts(reservation):
+        return "superseded"  # the guest's contact changed; the new one has its own delivery
+    if method is None or method.removed_at is not None or method.code_ciphertext is None:
+        return "superseded"
+    if method.code_version != delivery.code_version:
+        return "superseded"  # a newer code has a delivery of its own
+    return None
+
+
+async def _door_names(session: AsyncSession, reservation: Reservation) -> list[str]:
+    names = await session.scalars(
+        select(ReservationDoor.name)
+        .where(ReservationDoor.reservation_id == reservation.id)
+        .order_by(ReservationDoor.position, ReservationDoor.name)
+    )
+    return list(names)
+
+
+async def _send(runtime: Runtime, delivery: Delivery, message: GuestMessage) -> None:
+    if delivery.channel == "email":
+        await runtime.email_sender.send(
+            render_email(message, to=delivery.recipient, mail_from=runtime.settings.mail_from)
         )
-        await session.execute(
-            update(Reservation)
-            .where(
-                Reservation.id == reservation_id,
-                Reservation.status == ReservationStatus.ISSUED.value,
-            )
-            .values(status=ReservationStatus.DELIVERED.value, updated_at=now)
+    else:
+        await runtime.sms_sender.send(to=delivery.recipient, body=render_sms(message))
+
+
+async def _record_success(
+    session: AsyncSession, delivery: Delivery, reservation: Reservation
+) -> None:
+    now = utcnow()
+    delivery.status, delivery.sent_at, delivery.error = "sent", now, None
+    await session.execute(
+        update(Reservation)
+        .where(
+            Reservation.id == reservation.id,
+            Reservation.status == ReservationStatus.ISSUED.value,
         )
+        .values(status=ReservationStatus.DELIVERED.value, updated_at=now)
+    )
+    await record_event(
+        session,
+        reservation_id=reservation.id,
+        kind="delivered",
+        channel=delivery.channel,
+        to=delivery.recipient,
+        message=delivery.kind,
+    )
+    DELIVERIES.labels(delivery.channel, "sent").inc()
+
+
+async def _record_failure(session: AsyncSession, delivery: Delivery, error: DeliveryFailed) -> None:
+    delivery.status = "retrying" if error.transient else "failed"
+    delivery.error = str(error)[:500]
+    if not error.transient:
         await record_event(
             session,
-            reservation_id=reservation_id,
-            kind="delivered",
-            channel=channel,
-            to=recipient,
-            message=message.kind,
+            reservation_id=delivery.reservation_id,
+            kind="delivery_failed",
+            reason=delivery.error,
+            channel=delivery.channel,
         )
-        await session.commit()
-    logger.info("delivery.sent", channel=channel, kind=message.kind)
-
-
-async def _record_failure(
-    runtime: Runtime,
-    delivery_id: uuid.UUID,
-    reservation_id: uuid.UUID,
-    channel: str,
-    error: DeliveryFailed,
-) -> None:
-    async with runtime.sessionmaker() as session:
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery_id)
-            .values(
-                status="retrying" if error.transient else "failed",
-                error=str(error)[:500],
-                updated_at=utcnow(),
-            )
-        )
-        if not error.transient:
-            await record_event(
-                session,
-                reservation_id=reservation_id,
-                kind="delivery_failed",
-                reason=str(error)[:500],
-                channel=channel,
-            )
-        await session.commit()
+    DELIVERIES.labels(delivery.channel, "retried" if error.transient else "failed").inc()
     log.warning(
-        "delivery.failed", delivery_id=str(delivery_id), channel=channel, transient=error.transient
+        "delivery.failed",
+        delivery_id=str(delivery.id),
+        channel=delivery.channel,
+        transient=error.transient,
     )

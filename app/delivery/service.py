@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +35,71 @@ def _recipient_digest(recipient: str) -> str:
     return hashlib.sha256(recipient.strip().lower().encode()).hexdigest()[:16]
 
 
+async def _code_was_sent(session: AsyncSession, method: AccessMethod) -> bool:
+    sent = await session.scalar(
+        select(Delivery.id)
+        .where(
+            Delivery.access_method_id == method.access_method_id,
+            Delivery.code_version == method.code_version,
+            Delivery.status == "sent",
+        )
+        .limit(1)
+    )
+    return sent is not None
+
+
+async def reschedule_waiting(
+    session: AsyncSession, *, reservation: Reservation, lead: timedelta
+) -> None:
+    """After the stay moved: scheduled code messages get a job at their new send time (a job
+    that wakes early re-checks and waits; one that wakes after the message went is a no-op)."""
+    from app.delivery.tasks import send_delivery
+
+    now = utcnow()
+    send_after = send_time(reservation, lead=lead, now=now)
+    waiting = await session.scalars(
+        select(Delivery).where(
+            Delivery.reservation_id == reservation.id,
+            Delivery.status == "scheduled",
+            Delivery.kind == "new_code",
+        )
+    )
+    for delivery in waiting:
+        if delivery.send_after != send_after:
+            delivery.send_after = send_after
+            await defer(
+                session,
+                send_delivery,
+                schedule_at=send_after if send_after > now else None,
+                delivery_id=str(delivery.id),
+            )
+
+
+async def plan_for_issued_codes(
+    session: AsyncSession,
+    *,
+    reservation: Reservation,
+    kind: str,
+    lead: timedelta,
+    once_per: str | None = None,
+) -> list[uuid.UUID]:
+    """Plan `kind` messages for every code of the reservation that is issued now."""
+    methods = await session.scalars(
+        select(AccessMethod).where(
+            AccessMethod.reservation_id == reservation.id,
+            AccessMethod.removed_at.is_(None),
+            AccessMethod.is_issued.is_(True),
+            AccessMethod.code_ciphertext.is_not(None),
+        )
+    )
+    planned: list[uuid.UUID] = []
+    for method in methods:
+        planned += await plan_deliveries(
+            session, reservation=reservation, method=method, kind=kind, lead=lead, once_per=once_per
+        )
+    return planned
+
+
 async def plan_deliveries(
     session: AsyncSession,
     *,
@@ -51,7 +117,10 @@ async def plan_deliveries(
     from app.delivery.tasks import send_delivery
 
     now = utcnow()
-    send_after = send_time(reservation, lead=lead, now=now)
+    # Only the first message of a code waits for the lead time; the others answer an event.
+    send_after = send_time(reservation, lead=lead, now=now) if kind == "new_code" else now
+    if kind == "times_changed" and not await _code_was_sent(session, method):
+        return []  # the code's own message, still to come, will show the new window
     distinct = once_per or f"v{method.code_version}"
     planned: list[uuid.UUID] = []
     for channel, recipient in contacts(reservation):

@@ -172,6 +172,8 @@ async def _create_grant(runtime: Runtime, wanted: Wanted) -> None:
                 access_grant_id=grant.access_grant_id,
                 granted={**wanted.doors, **wanted.window},
                 last_error=None,
+                next_check_at=utcnow() + runtime.settings.guestkey_reconcile_after,
+                check_count=0,
                 status=case(
                     (
                         Reservation.status == ReservationStatus.PENDING.value,
@@ -259,6 +261,8 @@ async def _forget_grant(
 ) -> None:
     now = utcnow()
     values: dict[str, Any] = {"access_grant_id": None, "granted": None, "updated_at": now}
+    if new_generation is None:
+        values["next_check_at"] = None  # cancelled and revoked: nothing left to watch
     if new_generation is not None:
         values["grant_generation"] = new_generation
         values["access_grant_key"] = grant_key(wanted.id, new_generation)
@@ -279,13 +283,26 @@ async def _move_grant(runtime: Runtime, wanted: Wanted) -> None:
     await runtime.seam.update_grant_times(
         wanted.access_grant_id, starts_at=wanted.starts_at, ends_at=wanted.ends_at
     )
+    from app.delivery.service import plan_for_issued_codes, reschedule_waiting
+
     async with runtime.sessionmaker() as session:
-        await session.execute(
-            update(Reservation)
-            .where(Reservation.id == wanted.id)
-            .values(granted={**wanted.doors, **wanted.window}, last_error=None, updated_at=utcnow())
-        )
+        reservation = await session.get(Reservation, wanted.id, with_for_update=True)
+        assert reservation is not None
+        reservation.granted = {**wanted.doors, **wanted.window}
+        reservation.last_error = None
+        reservation.updated_at = utcnow()
         await record_event(session, reservation_id=wanted.id, kind="times_changed", **wanted.window)
+        # The code stays; the guest is told the new window (once per window).
+        await plan_for_issued_codes(
+            session,
+            reservation=reservation,
+            kind="times_changed",
+            lead=runtime.settings.guestkey_delivery_lead,
+            once_per=f"{wanted.starts_at.isoformat()}/{wanted.ends_at.isoformat()}",
+        )
+        await reschedule_waiting(
+            session, reservation=reservation, lead=runtime.settings.guestkey_delivery_lead
+        )
         await session.commit()
 
 
@@ -319,7 +336,12 @@ async def _mark_failed(runtime: Runtime, wanted: Wanted, reason: str) -> None:
                 Reservation.id == wanted.id,
                 Reservation.status != ReservationStatus.CANCELLED.value,
             )
-            .values(status=ReservationStatus.FAILED.value, last_error=reason, updated_at=utcnow())
+            .values(
+                status=ReservationStatus.FAILED.value,
+                last_error=reason,
+                updated_at=utcnow(),
+                next_check_at=None,
+            )
         )
         if result.rowcount:  # type: ignore[attr-defined]
             await record_event(session, reservation_id=wanted.id, kind="failed", reason=reason)
@@ -397,6 +419,7 @@ async def refresh_access_method(
             if reservation.status != ReservationStatus.FAILED:
                 reservation.status = ReservationStatus.ISSUED.value
             reservation.last_error = None
+            reservation.next_check_at = None
             reservation.updated_at = utcnow()
             kind = "issued" if previous is None else "code_changed"
             await record_event(

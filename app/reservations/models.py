@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -45,7 +46,11 @@ class Reservation(TimestampedMixin, Base):
     __tablename__ = "reservation"
     __table_args__ = (
         UniqueConstraint("client_id", "reservation_key"),
-        Index("ix_reservation_status_updated_at", "status", "updated_at"),
+        Index(
+            "ix_reservation_next_check_at",
+            "next_check_at",
+            postgresql_where=text("next_check_at IS NOT NULL"),
+        ),
         CheckConstraint(f"status IN ({_STATUSES})", name="status"),
         CheckConstraint("ends_at > starts_at", name="window"),
         Index("ix_reservation_client_id_created_at_id", "client_id", "created_at", "id"),
@@ -75,6 +80,10 @@ class Reservation(TimestampedMixin, Base):
     granted: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     last_error: Mapped[str | None] = mapped_column(Text)
     cancelled_at: Mapped[datetime | None]
+    # When the reconciler should next look at this reservation (NULL: nothing to look for),
+    # and how often it has looked since the last change: the wait doubles each time.
+    next_check_at: Mapped[datetime | None]
+    check_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class AccessMethod(TimestampedMixin, Base):

@@ -114,7 +114,12 @@ async def put_reservation(
 ) -> ReservationOut:
     """Create or update a reservation. An identical PUT changes nothing and calls nothing."""
     reservation, created = await service.put_reservation(
-        session, client_id=client_id, reservation_key=reservation_key, data=body
+        session,
+        client_id=client_id,
+        reservation_key=reservation_key,
+        data=body,
+        delivery_lead=runtime.settings.guestkey_delivery_lead,
+        reconcile_after=runtime.settings.guestkey_reconcile_after,
     )
     resource = await _present_one(session, runtime, reservation)
     await session.commit()
@@ -157,6 +162,24 @@ async def cancel_reservation(
 ) -> ReservationOut:
     """Cancel: the Seam grant is deleted (never the guest's identity). Idempotent."""
     reservation = await service.cancel_reservation(
+        session, client_id=client_id, reservation_key=reservation_key
+    )
+    resource = await _present_one(session, runtime, reservation)
+    await session.commit()
+    return resource
+
+
+@router.post(
+    "/{reservation_key}/resend",
+    response_model=ReservationOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={409: {"description": "No code issued yet, or cancelled"}},
+)
+async def resend_code(
+    reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep, runtime: RuntimeDep
+) -> ReservationOut:
+    """Send the current code again to the guest, on every channel, now."""
+    reservation = await service.resend(
         session, client_id=client_id, reservation_key=reservation_key
     )
     resource = await _present_one(session, runtime, reservation)

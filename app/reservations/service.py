@@ -10,7 +10,7 @@ import binascii
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -110,7 +110,13 @@ async def get_reservation(
 
 
 async def put_reservation(
-    session: AsyncSession, *, client_id: uuid.UUID, reservation_key: str, data: ReservationIn
+    session: AsyncSession,
+    *,
+    client_id: uuid.UUID,
+    reservation_key: str,
+    data: ReservationIn,
+    delivery_lead: timedelta = timedelta(0),
+    reconcile_after: timedelta = timedelta(minutes=5),
 ) -> tuple[Reservation, bool]:
     """Create or update; returns (reservation, created). An identical PUT changes nothing."""
     desired = _desired(data)
@@ -127,6 +133,7 @@ async def put_reservation(
                 reservation_key=reservation_key,
                 status=ReservationStatus.PENDING.value,
                 access_grant_key=grant_key(reservation_id, 1),
+                next_check_at=utcnow() + reconcile_after,
                 **desired,
             )
             .on_conflict_do_nothing(index_elements=["client_id", "reservation_key"])
@@ -154,13 +161,50 @@ async def put_reservation(
         setattr(reservation, name, desired[name])
     reservation.updated_at = utcnow()
     await record_event(session, reservation_id=reservation.id, kind="changed", fields=changed)
-    if reservation.status == ReservationStatus.FAILED:
+    retry = reservation.status == ReservationStatus.FAILED
+    if retry:
         # The booking system corrected the reservation: try again from the start.
         reservation.status = ReservationStatus.PENDING.value
         reservation.last_error = None
     await session.flush()
-    await enqueue_sync(session, reservation_id=reservation.id)
+    if retry or set(changed) & set(GRANT_FIELDS) or reservation.access_grant_id is None:
+        await enqueue_sync(session, reservation_id=reservation.id)
+        reservation.next_check_at = utcnow() + reconcile_after
+        reservation.check_count = 0
+    if set(changed) & set(GUEST_CONTACT_FIELDS):
+        from app.delivery.service import plan_for_issued_codes
+
+        # A new address or number gets the current code (each recipient once per code).
+        await plan_for_issued_codes(
+            session, reservation=reservation, kind="new_code", lead=delivery_lead
+        )
     return reservation, False
+
+
+async def resend(
+    session: AsyncSession, *, client_id: uuid.UUID, reservation_key: str
+) -> Reservation:
+    """Send the current code again, on every channel, now."""
+    from app.delivery.service import plan_for_issued_codes
+
+    reservation = await _find(
+        session, client_id=client_id, reservation_key=reservation_key, for_update=True
+    )
+    if reservation is None:
+        raise NotFound(f"no reservation {reservation_key!r}")
+    if reservation.status == ReservationStatus.CANCELLED:
+        raise Conflict(f"reservation {reservation_key!r} is cancelled")
+    planned = await plan_for_issued_codes(
+        session,
+        reservation=reservation,
+        kind="resend",
+        lead=timedelta(0),
+        once_per=uuid.uuid4().hex,
+    )
+    if not planned:
+        raise Conflict(f"reservation {reservation_key!r} has no issued code to send yet")
+    await record_event(session, reservation_id=reservation.id, kind="resend_requested")
+    return reservation
 
 
 async def cancel_reservation(
@@ -175,6 +219,8 @@ async def cancel_reservation(
         return reservation
     reservation.status = ReservationStatus.CANCELLED.value
     reservation.cancelled_at = reservation.updated_at = utcnow()
+    reservation.next_check_at = utcnow() + timedelta(minutes=5)  # until the grant is gone
+    reservation.check_count = 0
     await record_event(session, reservation_id=reservation.id, kind="cancelled")
     await enqueue_sync(session, reservation_id=reservation.id)
     return reservation

@@ -16,7 +16,12 @@ import procrastinate
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
-TASK_MODULES = ["app.reservations.tasks", "app.webhooks.tasks", "app.delivery.tasks"]
+TASK_MODULES = [
+    "app.reservations.tasks",
+    "app.webhooks.tasks",
+    "app.delivery.tasks",
+    "app.reconciler.tasks",
+]
 
 jobs = procrastinate.App(
     connector=procrastinate.PsycopgConnector(),  # replaced by open_jobs; no I/O until then

@@ -16,9 +16,12 @@ from app.seam.errors import TransientSeamError
 
 
 class RetryLater(Exception):
-    """Raised by a job whose work cannot be done yet but will be (retried like an outage)."""
+    """Raised by a job whose work cannot be done yet but will be: retried like an outage, or
+    exactly after `retry_after` seconds when that is known (a due time, say)."""
 
-    retry_after: float | None = None
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -43,6 +46,8 @@ class BackoffRetry(BaseRetryStrategy):
 
     def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
         attempts = job.attempts
+        if isinstance(exception, RetryLater) and exception.retry_after is not None:
+            return _after(exception.retry_after)
         if isinstance(exception, TRANSIENT_ERRORS):
             retry_after = getattr(exception, "retry_after", None)
             seconds = self.delay(attempts)

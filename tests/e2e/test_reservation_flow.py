@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import Mailbox
 from tests.e2e.conftest import E2E_API_KEY, Stack
-from tests.factories import BACK_DOOR, FRONT_DOOR, reservation_body
+from tests.factories import BACK_DOOR, FRONT_DOOR, mentions_code, reservation_body
 
 pytestmark = pytest.mark.e2e
 
@@ -103,6 +103,6 @@ def test_a_reservation_ends_with_the_code_and_doors_in_the_guests_inbox(
 
     # No PIN code in any line either process logged.
     stack.guestkey.stop()
-    assert code not in stack.guestkey.log()
+    assert not mentions_code(stack.guestkey.log(), code)
     assert "seam_e2e_key" not in stack.guestkey.log()
     assert E2E_API_KEY not in stack.guestkey.log()

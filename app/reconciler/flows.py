@@ -1,0 +1,183 @@
+"""The reconciler: what webhooks should have told guestkey, asked of Seam directly.
+
+One pass (a procrastinate periodic task, so any number of workers defer it once per minute)
+does three things, each bounded:
+
+- reservations whose `next_check_at` is due: a `pending` one gets its sync job again (a
+  queueing lock makes that a no-op when one is waiting); a `granted` one is polled
+  (`access_methods.list`) in a job under the reservation's lock. The wait before the next look
+  doubles each time (from `GUESTKEY_RECONCILE_AFTER` up to 6 hours), so a code that Seam issues
+  days before the stay costs a handful of calls, not thousands. Only due rows are read, through
+  a partial index: the pass costs what is due, not what is stored.
+- `events.list` since a stored cursor: every event not yet in the inbox goes into it and down
+  the same path as a webhook (the inbox's unique `event_id` makes a webhook and its polled twin
+  one event).
+- jobs stuck in `doing` on a worker that stopped sending heartbeats are put back to `todo`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.reconciler.models import ReconcilerCursor
+from app.reservations.models import Reservation, ReservationStatus
+from app.reservations.service import enqueue_sync, reservation_lock
+from app.runtime import Runtime
+from app.webhooks.models import SeamWebhook
+from app.worker.app import jobs
+from app.worker.queue import defer
+
+log = structlog.get_logger(__name__)
+
+BATCH = 200
+MAX_WAIT = timedelta(hours=6)
+EVENTS_CURSOR = "seam.events"
+EVENTS_OVERLAP = timedelta(minutes=2)  # re-read a little: events can be stamped out of order
+EVENTS_FIRST_LOOK_BACK = timedelta(hours=1)
+STALLED_AFTER_SECONDS = 60
+
+
+def next_wait(runtime: Runtime, check_count: int) -> timedelta:
+    first: timedelta = runtime.settings.guestkey_reconcile_after
+    wait: timedelta = first * (2 ** min(check_count, 20))
+    return min(MAX_WAIT, wait)
+
+
+async def reconcile(runtime: Runtime) -> dict[str, int]:
+    checked = await check_due_reservations(runtime)
+    caught_up = await catch_up_events(runtime)
+    unstuck = await retry_stalled_jobs()
+    if checked or caught_up or unstuck:
+        log.info("reconciler.pass", checked=checked, events=caught_up, stalled_jobs=unstuck)
+    return {"checked": checked, "events": caught_up, "stalled_jobs": unstuck}
+
+
+def due_reservations_query(now: datetime, limit: int = BATCH):  # type: ignore[no-untyped-def]
+    return (
+        select(Reservation)
+        .where(Reservation.next_check_at.is_not(None), Reservation.next_check_at <= now)
+        .order_by(Reservation.next_check_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
+async def check_due_reservations(runtime: Runtime) -> int:
+    from app.reconciler.tasks import poll_reservation
+
+    now = utcnow()
+    async with runtime.sessionmaker() as session:
+        due = list(await session.scalars(due_reservations_query(now)))
+        for reservation in due:
+            if reservation.status == ReservationStatus.PENDING or (
+                reservation.status == ReservationStatus.CANCELLED
+            ):
+                await enqueue_sync(session, reservation_id=reservation.id)
+            elif reservation.status == ReservationStatus.GRANTED and reservation.access_grant_id:
+                await defer(
+                    session,
+                    poll_reservation,
+                    lock=reservation_lock(reservation.id),
+                    queueing_lock=f"reservation-poll:{reservation.id}",
+                    reservation_id=str(reservation.id),
+                )
+            else:
+                reservation.next_check_at = None
+                continue
+            reservation.next_check_at = now + next_wait(runtime, reservation.check_count)
+            reservation.check_count += 1
+        await session.commit()
+    return len(due)
+
+
+async def poll_reservation(runtime: Runtime, *, reservation_id: uuid.UUID) -> None:
+    """Ask Seam for the grant's access methods; an issued one is handled as if notified."""
+    from app.reservations.flows import refresh_access_method
+
+    async with runtime.sessionmaker() as session:
+        reservation = await session.get(Reservation, reservation_id)
+        if reservation is None or reservation.access_grant_id is None:
+            return
+        if reservation.status != ReservationStatus.GRANTED:
+            return
+        grant_id = reservation.access_grant_id
+    for method in await runtime.seam.list_access_methods(grant_id):
+        if method.is_issued:
+            log.info("reconciler.issued_without_webhook", reservation_id=str(reservation_id))
+            await refresh_access_method(
+                runtime,
+                reservation_id=reservation_id,
+                access_method_id=method.access_method_id,
+                backup_code=method.is_backup_code,
+                seam_event="found by the reconciler",
+            )
+
+
+async def _cursor(session: AsyncSession) -> datetime:
+    position = await session.scalar(
+        select(ReconcilerCursor.position).where(ReconcilerCursor.name == EVENTS_CURSOR)
+    )
+    return position or utcnow() - EVENTS_FIRST_LOOK_BACK
+
+
+async def catch_up_events(runtime: Runtime, *, max_pages: int = 5) -> int:
+    from app.webhooks.tasks import process_seam_event
+
+    stored = 0
+    async with runtime.sessionmaker() as session:
+        since = await _cursor(session) - EVENTS_OVERLAP
+        newest = since
+        for _ in range(max_pages):
+            events = await runtime.seam.list_events(since=since, limit=500)
+            for event in events:
+                event_id, created_at = event.get("event_id"), event.get("created_at")
+                if not isinstance(event_id, str) or not isinstance(created_at, str):
+                    continue
+                newest = max(newest, datetime.fromisoformat(created_at))
+                inserted = await session.scalar(
+                    insert(SeamWebhook)
+                    .values(
+                        id=uuid.uuid4(),
+                        svix_id=f"events.list:{event_id}",
+                        event_id=event_id,
+                        event_type=event.get("event_type"),
+                        payload=event,
+                        outcome="received",
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(SeamWebhook.id)
+                )
+                if inserted is not None:
+                    await defer(session, process_seam_event, webhook_id=str(inserted))
+                    stored += 1
+            if len(events) < 500:
+                break
+            since = newest
+        await session.execute(
+            insert(ReconcilerCursor)
+            .values(name=EVENTS_CURSOR, position=newest + EVENTS_OVERLAP)
+            .on_conflict_do_update(
+                index_elements=["name"], set_={"position": newest + EVENTS_OVERLAP}
+            )
+        )
+        await session.commit()
+    if stored:
+        log.info("reconciler.events_caught_up", count=stored)
+    return stored
+
+
+async def retry_stalled_jobs() -> int:
+    stalled = list(
+        await jobs.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_SECONDS)
+    )
+    for job in stalled:
+        await jobs.job_manager.retry_job(job)
+        log.warning("reconciler.stalled_job_retried", task=job.task_name, job_id=job.id)
+    return len(stalled)
