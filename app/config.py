@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     guestkey_delivery_lead: timedelta = timedelta(0)
     guestkey_worker_concurrency: int = Field(default=8, ge=1, le=100)
     guestkey_reconcile_after: timedelta = timedelta(minutes=5)
+    guestkey_callback_url: str | None = None
+    guestkey_callback_secret: SecretStr | None = None
+    guestkey_callback_timeout_seconds: float = Field(default=10.0, gt=0)
     guestkey_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     smtp_host: str | None = None
@@ -87,7 +90,7 @@ class Settings(BaseSettings):
             return timedelta(0)
         return parse_duration(value)  # type: ignore[arg-type]
 
-    @field_validator("database_url", "smtp_host", mode="before")
+    @field_validator("database_url", "smtp_host", "guestkey_callback_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -106,6 +109,14 @@ class Settings(BaseSettings):
         ]
         if missing:
             raise ValueError(f"{', '.join(missing)} must be set when SEAM_API_KEY is set")
+        return self
+
+    @model_validator(mode="after")
+    def _callbacks_are_signed(self) -> Settings:
+        if self.guestkey_callback_url and not split_secrets(self.guestkey_callback_secret):
+            raise ValueError(
+                "GUESTKEY_CALLBACK_SECRET (a whsec_… secret) must be set with GUESTKEY_CALLBACK_URL"
+            )
         return self
 
     @property

@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.callbacks.service import notify
 from app.db import utcnow
 from app.delivery.channels import DeliveryFailed
 from app.delivery.messages import GuestMessage, render_email, render_sms
@@ -79,7 +80,12 @@ async def send_delivery(runtime: Runtime, *, delivery_id: uuid.UUID) -> None:
             if error.transient:
                 raise TransientDeliveryError(str(error), retry_after=error.retry_after) from error
             return
-        await _record_success(session, delivery, reservation)
+        await _record_success(
+            session,
+            delivery,
+            reservation,
+            callbacks=runtime.settings.guestkey_callback_url is not None,
+        )
         await session.commit()
     log.info(
         "delivery.sent", delivery_id=str(delivery_id), channel=delivery.channel, kind=delivery.kind
@@ -119,18 +125,25 @@ async def _send(runtime: Runtime, delivery: Delivery, message: GuestMessage) -> 
 
 
 async def _record_success(
-    session: AsyncSession, delivery: Delivery, reservation: Reservation
+    session: AsyncSession, delivery: Delivery, reservation: Reservation, *, callbacks: bool
 ) -> None:
     now = utcnow()
     delivery.status, delivery.sent_at, delivery.error = "sent", now, None
-    await session.execute(
+    # Conditional: the reservation row is not locked while a message is being sent.
+    first = await session.scalar(
         update(Reservation)
         .where(
             Reservation.id == reservation.id,
             Reservation.status == ReservationStatus.ISSUED.value,
         )
         .values(status=ReservationStatus.DELIVERED.value, updated_at=now)
+        .returning(Reservation.id)
     )
+    if first is not None:
+        await session.refresh(reservation)
+        await notify(
+            session, reservation=reservation, event_type="reservation.delivered", enabled=callbacks
+        )
     await record_event(
         session,
         reservation_id=reservation.id,

@@ -18,6 +18,7 @@ from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.callbacks.service import notify
 from app.db import utcnow
 from app.reservations.models import (
     AccessMethod,
@@ -345,6 +346,14 @@ async def _mark_failed(runtime: Runtime, wanted: Wanted, reason: str) -> None:
         )
         if result.rowcount:  # type: ignore[attr-defined]
             await record_event(session, reservation_id=wanted.id, kind="failed", reason=reason)
+            reservation = await session.get(Reservation, wanted.id)
+            assert reservation is not None
+            await notify(
+                session,
+                reservation=reservation,
+                event_type="reservation.failed",
+                enabled=runtime.settings.guestkey_callback_url is not None,
+            )
         await session.commit()
 
 
@@ -436,6 +445,12 @@ async def refresh_access_method(
                 method=method,
                 kind="new_code",
                 lead=runtime.settings.guestkey_delivery_lead,
+            )
+            await notify(
+                session,
+                reservation=reservation,
+                event_type="reservation.issued" if previous is None else "reservation.code_changed",
+                enabled=runtime.settings.guestkey_callback_url is not None,
             )
         await session.commit()
     if new_code:

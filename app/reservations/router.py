@@ -162,7 +162,10 @@ async def cancel_reservation(
 ) -> ReservationOut:
     """Cancel: the Seam grant is deleted (never the guest's identity). Idempotent."""
     reservation = await service.cancel_reservation(
-        session, client_id=client_id, reservation_key=reservation_key
+        session,
+        client_id=client_id,
+        reservation_key=reservation_key,
+        callbacks=runtime.settings.guestkey_callback_url is not None,
     )
     resource = await _present_one(session, runtime, reservation)
     await session.commit()

@@ -17,6 +17,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.callbacks.service import notify
 from app.db import utcnow
 from app.delivery.models import Delivery
 from app.errors import Conflict, InvalidInput, NotFound
@@ -208,7 +209,7 @@ async def resend(
 
 
 async def cancel_reservation(
-    session: AsyncSession, *, client_id: uuid.UUID, reservation_key: str
+    session: AsyncSession, *, client_id: uuid.UUID, reservation_key: str, callbacks: bool = False
 ) -> Reservation:
     reservation = await _find(
         session, client_id=client_id, reservation_key=reservation_key, for_update=True
@@ -223,6 +224,9 @@ async def cancel_reservation(
     reservation.check_count = 0
     await record_event(session, reservation_id=reservation.id, kind="cancelled")
     await enqueue_sync(session, reservation_id=reservation.id)
+    await notify(
+        session, reservation=reservation, event_type="reservation.cancelled", enabled=callbacks
+    )
     return reservation
 
 

@@ -21,6 +21,7 @@ TASK_MODULES = [
     "app.webhooks.tasks",
     "app.delivery.tasks",
     "app.reconciler.tasks",
+    "app.callbacks.tasks",
 ]
 
 jobs = procrastinate.App(

@@ -39,6 +39,7 @@ class BackoffRetry(BaseRetryStrategy):
     base_seconds: float = 2.0
     cap_seconds: float = 600.0
     max_unexpected_attempts: int = 8
+    max_transient_attempts: int | None = None  # None: an outage is waited out, however long
 
     def delay(self, attempts: int) -> float:
         ceiling = min(self.cap_seconds, self.base_seconds * 2 ** min(attempts, 30))
@@ -46,6 +47,8 @@ class BackoffRetry(BaseRetryStrategy):
 
     def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
         attempts = job.attempts
+        if self.max_transient_attempts is not None and attempts + 1 >= self.max_transient_attempts:
+            return None
         if isinstance(exception, RetryLater) and exception.retry_after is not None:
             return _after(exception.retry_after)
         if isinstance(exception, TRANSIENT_ERRORS):
@@ -64,3 +67,5 @@ def _after(seconds: float) -> RetryDecision:
 
 
 RETRY = BackoffRetry()
+# Callbacks to a booking system: hourly at most, for about a day, like Svix's own schedule.
+CALLBACK_RETRY = BackoffRetry(cap_seconds=3600, max_transient_attempts=30)

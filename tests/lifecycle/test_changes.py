@@ -22,7 +22,9 @@ from tests.factories import (
 )
 
 
-async def delivered_reservation(client: httpx.AsyncClient, runtime: Runtime, key: str = "bk-1") -> dict[str, Any]:
+async def delivered_reservation(
+    client: httpx.AsyncClient, runtime: Runtime, key: str = "bk-1"
+) -> dict[str, Any]:
     await put_reservation(client, key)
     await settle(runtime)
     reservation: dict[str, Any] = (await client.get(f"/v1/reservations/{key}")).json()
@@ -87,14 +89,18 @@ async def test_a_new_email_address_gets_the_current_code(
     client: httpx.AsyncClient, runtime: Runtime, mailbox: Mailbox
 ) -> None:
     before = await delivered_reservation(client, runtime)
-    await put_reservation(client, "bk-1", guest={"name": "Ada Lovelace", "email": "ada@new.example"})
+    await put_reservation(
+        client, "bk-1", guest={"name": "Ada Lovelace", "email": "ada@new.example"}
+    )
     await settle(runtime)
     messages = mailbox.to("ada@new.example")
     assert len(messages) == 1
     assert before["access_methods"][0]["code"] in plain(messages[0])
     assert len(mailbox.to("ada@example.com")) == 1
     # The same PUT again sends nothing more.
-    await put_reservation(client, "bk-1", guest={"name": "Ada Lovelace", "email": "ada@new.example"})
+    await put_reservation(
+        client, "bk-1", guest={"name": "Ada Lovelace", "email": "ada@new.example"}
+    )
     await settle(runtime)
     assert len(mailbox.messages) == 2
 
@@ -128,8 +134,11 @@ async def test_a_cancel_racing_the_create_leaves_no_live_grant(
         await control.post(
             "/_fake/fail",
             json={
-                "count": 1, "status": 0, "timeout_seconds": 0.5,
-                "endpoint": "/access_grants/create", "after_success": True,
+                "count": 1,
+                "status": 0,
+                "timeout_seconds": 0.5,
+                "endpoint": "/access_grants/create",
+                "after_success": True,
             },
         )
     await put_reservation(client, "bk-1")

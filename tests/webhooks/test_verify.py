@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, tzinfo
+
 import pytest
+import standardwebhooks.webhooks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.webhooks.verify import MalformedWebhook, UnauthenticWebhook, WebhookVerifier
-from tests.webhooks.signing import OTHER_SECRET, SECRET, seam_event, shifted, signed
+from tests.webhooks.signing import OTHER_SECRET, SECRET, seam_event, signed
 
 verifier = WebhookVerifier([SECRET])
 
@@ -74,17 +77,31 @@ def test_a_changed_message_id_is_unauthentic() -> None:
         verifier.verify(body, headers)
 
 
+@pytest.fixture
+def frozen_now(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """The verifier's clock, stopped on a whole second, so ±1 s around the tolerance is exact."""
+    now = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+    class FrozenDatetime(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+            return now
+
+    monkeypatch.setattr(standardwebhooks.webhooks, "datetime", FrozenDatetime)
+    return now
+
+
 @pytest.mark.parametrize("offset", [-301, 301, -3600, 86400])
-def test_timestamps_beyond_five_minutes_are_unauthentic(offset: int) -> None:
-    body, headers = signed(seam_event(), at=shifted(offset))
+def test_timestamps_beyond_five_minutes_are_unauthentic(frozen_now: datetime, offset: int) -> None:
+    body, headers = signed(seam_event(), at=frozen_now + timedelta(seconds=offset))
     with pytest.raises(UnauthenticWebhook) as error:
         verifier.verify(body, headers)
     assert error.value.details["reason"] == "stale_timestamp"
 
 
-@pytest.mark.parametrize("offset", [-299, 299])
-def test_timestamps_within_five_minutes_verify(offset: int) -> None:
-    body, headers = signed(seam_event(), at=shifted(offset))
+@pytest.mark.parametrize("offset", [-300, -299, 299, 300])
+def test_timestamps_within_five_minutes_verify(frozen_now: datetime, offset: int) -> None:
+    body, headers = signed(seam_event(), at=frozen_now + timedelta(seconds=offset))
     verifier.verify(body, headers)
 
 
