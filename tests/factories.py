@@ -14,12 +14,13 @@ BACK_DOOR = SEEDED_DEVICES[1]
 LOBBY = SEEDED_ENTRANCES[0]
 
 
+# Fixed once per test run, so two PUTs of the "same" body are identical even across midnight.
+_TODAY_AT_15 = datetime.now(UTC).replace(hour=15, minute=0, second=0, microsecond=0)
+
+
 def stay(days_from_now: int = 7, nights: int = 3) -> tuple[str, str]:
-    # Check-in at 15:00 UTC: the same stay for every call on one day, so two PUTs of the
-    # "same" body are really identical.
-    start = datetime.now(UTC).replace(hour=15, minute=0, second=0, microsecond=0) + timedelta(
-        days=days_from_now
-    )
+    """Check-in at 15:00 UTC `days_from_now` days after the run started."""
+    start = _TODAY_AT_15 + timedelta(days=days_from_now)
     return (
         start.isoformat().replace("+00:00", "Z"),
         (start + timedelta(days=nights)).isoformat().replace("+00:00", "Z"),
