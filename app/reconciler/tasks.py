@@ -12,6 +12,7 @@ from app.worker.retry import RETRY
 @jobs.periodic(cron="* * * * *", periodic_id="reconcile")
 @jobs.task(
     name="reconciler.reconcile",
+    queue="reconciler",  # its own queue: workers take all queues; tests can leave it out
     pass_context=True,
     lock="reconciler",
     queueing_lock="reconciler",

@@ -15,7 +15,7 @@ from tests.factories import fake_control, put_reservation
 
 
 @pytest.fixture(autouse=True)
-async def webhooks_off(fake_seam: Any) -> None:
+async def webhooks_off(app: Any, fake_seam: Any) -> None:
     async with fake_control(fake_seam) as control:
         response = await control.post("/_fake/webhooks", json={"enabled": False})
         assert response.status_code == 200
