@@ -124,6 +124,27 @@ def fake_seam(args: argparse.Namespace) -> None:
     serve_fake(host=args.host, port=args.port, webhook_url=args.webhook_url, webhook_secret=secret)
 
 
+def reencrypt(_: argparse.Namespace) -> None:
+    from app.crypto import build_cipher
+    from app.db import create_engine, create_sessionmaker
+    from app.reservations.service import reencrypt_codes
+
+    settings = _settings()
+    url = _database_url(settings)
+    cipher = build_cipher(settings)
+
+    async def run() -> int:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await reencrypt_codes(session, cipher=cipher)
+        finally:
+            await engine.dispose()
+
+    count = asyncio.run(run())
+    print(f"re-encrypted {count} code(s) under the first key of GUESTKEY_ENCRYPTION_KEY")
+
+
 def keygen(_: argparse.Namespace) -> None:
     from cryptography.fernet import Fernet
 
@@ -159,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("keygen", help="print a new key for GUESTKEY_ENCRYPTION_KEY").set_defaults(
         handler=keygen
     )
+
+    commands.add_parser(
+        "reencrypt", help="re-encrypt stored codes under the first GUESTKEY_ENCRYPTION_KEY"
+    ).set_defaults(handler=reencrypt)
 
     fake_parser = commands.add_parser("fake-seam", help="run the fake Seam API")
     fake_parser.add_argument("--host", default="127.0.0.1")

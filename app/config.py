@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     guestkey_delivery_lead: timedelta = timedelta(0)
     guestkey_worker_concurrency: int = Field(default=8, ge=1, le=100)
     guestkey_reconcile_after: timedelta = timedelta(minutes=5)
+    guestkey_retention: timedelta = timedelta(days=30)
+    guestkey_stalled_job_seconds: float = Field(default=60.0, ge=5)
     guestkey_callback_url: str | None = None
     guestkey_callback_secret: SecretStr | None = None
     guestkey_callback_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -83,7 +85,9 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", alias="GUESTKEY_LOG_LEVEL")
     log_format: Literal["json", "console"] = Field(default="json", alias="GUESTKEY_LOG_FORMAT")
 
-    @field_validator("guestkey_delivery_lead", "guestkey_reconcile_after", mode="before")
+    @field_validator(
+        "guestkey_delivery_lead", "guestkey_reconcile_after", "guestkey_retention", mode="before"
+    )
     @classmethod
     def _parse_lead(cls, value: object) -> timedelta:
         if value in (None, ""):

@@ -7,7 +7,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.dependencies import RuntimeDep
+from app.metrics import RESERVATIONS
 from app.migrate import head_revision
+from app.reservations.models import ReservationStatus
 
 router = APIRouter(tags=["operations"])
 log = structlog.get_logger(__name__)
@@ -37,5 +39,17 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus text. Reservation counts are read fresh; a database outage leaves the last
+    values rather than failing the scrape."""
+    try:
+        async with runtime.engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT status, count(*) FROM reservation GROUP BY status")
+            )
+            counts: dict[str, int] = {status: count for status, count in rows}
+        for status in ReservationStatus:
+            RESERVATIONS.labels(status.value).set(counts.get(status.value, 0))
+    except Exception as error:  # a scrape must not fail because the database does
+        log.warning("metrics.reservations_unavailable", error=type(error).__name__)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

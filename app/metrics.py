@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
     "guestkey_http_requests_total", "HTTP requests served", ["method", "route", "status"]
@@ -21,4 +21,7 @@ WEBHOOKS = Counter(
 )
 DELIVERIES = Counter(
     "guestkey_deliveries_total", "Guest messages by channel and outcome", ["channel", "outcome"]
+)
+RESERVATIONS = Gauge(
+    "guestkey_reservations", "Reservations by status (read from the database at scrape)", ["status"]
 )

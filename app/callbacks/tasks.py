@@ -10,7 +10,7 @@ import structlog
 from svix.webhooks import Webhook
 
 from app.config import split_secrets
-from app.worker.app import jobs, runtime_of
+from app.worker.app import jobs, observed, runtime_of
 from app.worker.retry import CALLBACK_RETRY, RetryLater
 
 log = structlog.get_logger(__name__)
@@ -21,6 +21,7 @@ class CallbackNotAccepted(RetryLater):
 
 
 @jobs.task(name="callbacks.send", pass_context=True, retry=CALLBACK_RETRY)
+@observed("callbacks.send")
 async def send_callback(
     context: procrastinate.JobContext, message_id: str, body: dict[str, Any]
 ) -> None:

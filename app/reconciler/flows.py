@@ -12,7 +12,11 @@ does three things, each bounded:
 - `events.list` since a stored cursor: every event not yet in the inbox goes into it and down
   the same path as a webhook (the inbox's unique `event_id` makes a webhook and its polled twin
   one event).
-- jobs stuck in `doing` on a worker that stopped sending heartbeats are put back to `todo`.
+- jobs stuck in `doing` on a worker that stopped sending heartbeats (for
+  `GUESTKEY_STALLED_JOB_SECONDS`) are put back to `todo`.
+
+An hourly maintenance task erases what guestkey must not keep: guest contact details and
+codes `GUESTKEY_RETENTION` after a stay ended, inbox rows older than 30 days, finished jobs.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +35,7 @@ from app.reservations.models import Reservation, ReservationStatus
 from app.reservations.service import enqueue_sync, reservation_lock
 from app.runtime import Runtime
 from app.webhooks.models import SeamWebhook
+from app.webhooks.service import redact
 from app.worker.app import jobs
 from app.worker.queue import defer
 
@@ -41,7 +46,6 @@ MAX_WAIT = timedelta(hours=6)
 EVENTS_CURSOR = "seam.events"
 EVENTS_OVERLAP = timedelta(minutes=2)  # re-read a little: events can be stamped out of order
 EVENTS_FIRST_LOOK_BACK = timedelta(hours=1)
-STALLED_AFTER_SECONDS = 60
 
 
 def next_wait(runtime: Runtime, check_count: int) -> timedelta:
@@ -53,7 +57,7 @@ def next_wait(runtime: Runtime, check_count: int) -> timedelta:
 async def reconcile(runtime: Runtime) -> dict[str, int]:
     checked = await check_due_reservations(runtime)
     caught_up = await catch_up_events(runtime)
-    unstuck = await retry_stalled_jobs()
+    unstuck = await retry_stalled_jobs(runtime.settings.guestkey_stalled_job_seconds)
     if checked or caught_up or unstuck:
         log.info("reconciler.pass", checked=checked, events=caught_up, stalled_jobs=unstuck)
     return {"checked": checked, "events": caught_up, "stalled_jobs": unstuck}
@@ -148,7 +152,7 @@ async def catch_up_events(runtime: Runtime, *, max_pages: int = 5) -> int:
                         svix_id=f"events.list:{event_id}",
                         event_id=event_id,
                         event_type=event.get("event_type"),
-                        payload=event,
+                        payload=redact(event),
                         outcome="received",
                     )
                     .on_conflict_do_nothing()
@@ -173,11 +177,65 @@ async def catch_up_events(runtime: Runtime, *, max_pages: int = 5) -> int:
     return stored
 
 
-async def retry_stalled_jobs() -> int:
+async def retry_stalled_jobs(seconds_since_heartbeat: float = 60.0) -> int:
     stalled = list(
-        await jobs.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_SECONDS)
+        await jobs.job_manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat)
     )
     for job in stalled:
         await jobs.job_manager.retry_job(job)
         log.warning("reconciler.stalled_job_retried", task=job.task_name, job_id=job.id)
     return len(stalled)
+
+
+INBOX_RETENTION = timedelta(days=30)  # longer than Svix retries (about 28 hours) by far
+FINISHED_JOBS_RETENTION_HOURS = 72
+
+
+async def purge_expired(runtime: Runtime, *, now: datetime | None = None) -> dict[str, int]:
+    """Erase guests' contact details and codes after the retention period; prune the inbox
+    and finished jobs. Each step is one statement, bounded by an indexed condition."""
+    from app.delivery.models import Delivery
+    from app.reservations.models import AccessMethod, ReservationEvent
+
+    now = now or utcnow()
+    cutoff = now - runtime.settings.guestkey_retention
+    async with runtime.sessionmaker() as session:
+        expired = select(Reservation.id).where(
+            Reservation.ends_at < cutoff, Reservation.purged_at.is_(None)
+        )
+        ids = list(await session.scalars(expired.limit(1000)))
+        if ids:
+            await session.execute(
+                update(Reservation)
+                .where(Reservation.id.in_(ids))
+                .values(guest_name="(erased)", guest_email=None, guest_phone=None, purged_at=now)
+            )
+            await session.execute(
+                update(AccessMethod)
+                .where(AccessMethod.reservation_id.in_(ids))
+                .values(code_ciphertext=None)
+            )
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.reservation_id.in_(ids))
+                .values(recipient="(erased)")
+            )
+            await session.execute(
+                update(ReservationEvent)
+                .where(
+                    ReservationEvent.reservation_id.in_(ids), ReservationEvent.detail.has_key("to")
+                )
+                .values(detail=ReservationEvent.detail - "to")
+            )
+        pruned = await session.execute(
+            delete(SeamWebhook).where(SeamWebhook.received_at < now - INBOX_RETENTION)
+        )
+        await session.commit()
+    await jobs.job_manager.delete_old_jobs(nb_hours=FINISHED_JOBS_RETENTION_HOURS)
+    counts = {
+        "reservations_erased": len(ids),
+        "webhooks_pruned": int(pruned.rowcount),  # type: ignore[attr-defined]
+    }
+    if any(counts.values()):
+        log.info("maintenance.purged", **counts)
+    return counts

@@ -5,7 +5,7 @@ import uuid
 import procrastinate
 
 from app.reconciler import flows
-from app.worker.app import jobs, runtime_of
+from app.worker.app import jobs, observed, runtime_of
 from app.worker.retry import RETRY
 
 
@@ -17,11 +17,27 @@ from app.worker.retry import RETRY
     lock="reconciler",
     queueing_lock="reconciler",
 )
+@observed("reconciler.reconcile")
 async def reconcile(context: procrastinate.JobContext, timestamp: int) -> None:
     """Once a minute, whichever worker takes it: poll Seam for what webhooks missed."""
     await flows.reconcile(runtime_of(context))
 
 
 @jobs.task(name="reconciler.poll_reservation", pass_context=True, retry=RETRY)
+@observed("reconciler.poll_reservation")
 async def poll_reservation(context: procrastinate.JobContext, reservation_id: str) -> None:
     await flows.poll_reservation(runtime_of(context), reservation_id=uuid.UUID(reservation_id))
+
+
+@jobs.periodic(cron="17 * * * *", periodic_id="maintenance")
+@jobs.task(
+    name="reconciler.maintenance",
+    queue="reconciler",
+    pass_context=True,
+    lock="maintenance",
+    queueing_lock="maintenance",
+)
+@observed("reconciler.maintenance")
+async def maintenance(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Hourly: erase expired guest data and codes, prune the inbox and finished jobs."""
+    await flows.purge_expired(runtime_of(context))

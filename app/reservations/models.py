@@ -47,6 +47,11 @@ class Reservation(TimestampedMixin, Base):
     __table_args__ = (
         UniqueConstraint("client_id", "reservation_key"),
         Index(
+            "ix_reservation_ends_at_unpurged",
+            "ends_at",
+            postgresql_where=text("purged_at IS NULL"),
+        ),
+        Index(
             "ix_reservation_next_check_at",
             "next_check_at",
             postgresql_where=text("next_check_at IS NOT NULL"),
@@ -83,6 +88,8 @@ class Reservation(TimestampedMixin, Base):
     # When the reconciler should next look at this reservation (NULL: nothing to look for),
     # and how often it has looked since the last change: the wait doubles each time.
     next_check_at: Mapped[datetime | None]
+    # Set when the guest's contact details and codes were erased (GUESTKEY_RETENTION).
+    purged_at: Mapped[datetime | None]
     check_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
 

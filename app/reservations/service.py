@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callbacks.service import notify
+from app.crypto import CodeCipher
 from app.db import utcnow
 from app.delivery.models import Delivery
 from app.errors import Conflict, InvalidInput, NotFound
@@ -314,3 +315,29 @@ async def timeline(session: AsyncSession, *, reservation_id: uuid.UUID) -> list[
         .order_by(ReservationEvent.id)
     )
     return list(rows)
+
+
+async def reencrypt_codes(session: AsyncSession, *, cipher: CodeCipher, batch: int = 500) -> int:
+    """Re-encrypt every stored code under the first key (after a key was added in front).
+    Commits per batch, so a long run makes progress and can be repeated safely."""
+    done = 0
+    last_id: uuid.UUID | None = None
+    while True:
+        query = (
+            select(AccessMethod)
+            .where(AccessMethod.code_ciphertext.is_not(None))
+            .order_by(AccessMethod.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+        if last_id is not None:
+            query = query.where(AccessMethod.id > last_id)
+        methods = list(await session.scalars(query))
+        if not methods:
+            return done
+        for method in methods:
+            assert method.code_ciphertext is not None
+            method.code_ciphertext = cipher.rotate(method.code_ciphertext)
+        last_id = methods[-1].id
+        done += len(methods)
+        await session.commit()

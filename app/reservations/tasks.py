@@ -5,11 +5,12 @@ import uuid
 import procrastinate
 
 from app.reservations import flows
-from app.worker.app import jobs, runtime_of
+from app.worker.app import jobs, observed, runtime_of
 from app.worker.retry import RETRY
 
 
 @jobs.task(name="reservations.sync", pass_context=True, retry=RETRY)
+@observed("reservations.sync")
 async def sync_reservation(context: procrastinate.JobContext, reservation_id: str) -> None:
     """Make Seam's access grant match the reservation (create, move, replace or delete)."""
     await flows.sync_reservation(runtime_of(context), reservation_id=uuid.UUID(reservation_id))

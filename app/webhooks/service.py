@@ -24,6 +24,14 @@ class Intake:
     reason: str | None = None
 
 
+def redact(payload: dict[str, Any]) -> dict[str, Any]:
+    """The inbox keeps events, not PIN codes: Seam may put the code in an event, and guestkey
+    re-reads it from Seam anyway, then stores it encrypted."""
+    if "code" not in payload:
+        return payload
+    return {**payload, "code": None if payload["code"] is None else "[redacted]"}
+
+
 def parse_event(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
     """(event, None) for a Seam event; (payload or None, why not) otherwise."""
     try:
@@ -46,12 +54,12 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
         row |= {
             "event_id": payload["event_id"],
             "event_type": payload["event_type"],
-            "payload": payload,
+            "payload": redact(payload),
             "outcome": "received",
         }
     else:
         row |= {
-            "payload": payload,
+            "payload": redact(payload) if payload is not None else None,
             "raw_body": None if payload is not None else body.decode("utf-8", "replace"),
             "outcome": "rejected",
             "outcome_reason": problem,

@@ -8,13 +8,18 @@ Seam) through the worker's `additional_context`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+import functools
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import procrastinate
 
+from app.metrics import JOBS
+
 if TYPE_CHECKING:
     from app.runtime import Runtime
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 TASK_MODULES = [
     "app.reservations.tasks",
@@ -42,6 +47,30 @@ async def open_jobs(conninfo: str, *, max_size: int) -> AsyncIterator[procrastin
             yield jobs
         finally:
             await connector.close_async()
+
+
+def observed(task_name: str) -> Callable[[F], F]:
+    """Count a task's runs by outcome: succeeded, retried (a transient failure), error."""
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            from app.worker.retry import TRANSIENT_ERRORS
+
+            try:
+                result = await function(*args, **kwargs)
+            except TRANSIENT_ERRORS:
+                JOBS.labels(task_name, "retried").inc()
+                raise
+            except Exception:
+                JOBS.labels(task_name, "error").inc()
+                raise
+            JOBS.labels(task_name, "succeeded").inc()
+            return result
+
+        return run  # type: ignore[return-value]
+
+    return decorate
 
 
 def runtime_of(context: procrastinate.JobContext) -> Runtime:
