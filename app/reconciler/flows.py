@@ -25,7 +25,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -225,7 +225,7 @@ async def purge_expired(runtime: Runtime, *, now: datetime | None = None) -> dic
                 .where(
                     ReservationEvent.reservation_id.in_(ids), ReservationEvent.detail.has_key("to")
                 )
-                .values(detail=ReservationEvent.detail - "to")
+                .values(detail=ReservationEvent.detail.op("-")(literal("to")))
             )
         pruned = await session.execute(
             delete(SeamWebhook).where(SeamWebhook.received_at < now - INBOX_RETENTION)
