@@ -78,3 +78,28 @@ def mentions_code(text: str, code: str) -> bool:
     import re
 
     return re.search(rf"(?<![0-9]){re.escape(code)}(?![0-9])", text) is not None
+
+
+async def delivered_reservation(
+    client: httpx.AsyncClient, runtime: Any, key: str = "bk-1", **overrides: Any
+) -> dict[str, Any]:
+    """PUT a reservation and let everything run until the guest has their code."""
+    from tests.conftest import settle
+
+    await put_reservation(client, key, **overrides)
+    await settle(runtime)
+    reservation: dict[str, Any] = (await client.get(f"/v1/reservations/{key}")).json()
+    assert reservation["status"] == "delivered", reservation
+    return reservation
+
+
+async def timeline(client: httpx.AsyncClient, key: str = "bk-1") -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = (await client.get(f"/v1/reservations/{key}/events")).json()[
+        "events"
+    ]
+    return events
+
+
+def plain_text(message: Any) -> str:
+    text: str = message.get_body(preferencelist=("plain",)).get_content()
+    return text

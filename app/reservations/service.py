@@ -103,9 +103,11 @@ async def _find(
 
 
 async def get_reservation(
-    session: AsyncSession, *, client_id: uuid.UUID, reservation_key: str
+    session: AsyncSession, *, client_id: uuid.UUID, reservation_key: str, for_update: bool = False
 ) -> Reservation:
-    reservation = await _find(session, client_id=client_id, reservation_key=reservation_key)
+    reservation = await _find(
+        session, client_id=client_id, reservation_key=reservation_key, for_update=for_update
+    )
     if reservation is None:
         raise NotFound(f"no reservation {reservation_key!r}")
     return reservation
@@ -189,11 +191,9 @@ async def resend(
     """Send the current code again, on every channel, now."""
     from app.delivery.service import plan_for_issued_codes
 
-    reservation = await _find(
+    reservation = await get_reservation(
         session, client_id=client_id, reservation_key=reservation_key, for_update=True
     )
-    if reservation is None:
-        raise NotFound(f"no reservation {reservation_key!r}")
     if reservation.status == ReservationStatus.CANCELLED:
         raise Conflict(f"reservation {reservation_key!r} is cancelled")
     planned = await plan_for_issued_codes(
@@ -212,16 +212,15 @@ async def resend(
 async def cancel_reservation(
     session: AsyncSession, *, client_id: uuid.UUID, reservation_key: str, callbacks: bool = False
 ) -> Reservation:
-    reservation = await _find(
+    reservation = await get_reservation(
         session, client_id=client_id, reservation_key=reservation_key, for_update=True
     )
-    if reservation is None:
-        raise NotFound(f"no reservation {reservation_key!r}")
     if reservation.status == ReservationStatus.CANCELLED:
         return reservation
     reservation.status = ReservationStatus.CANCELLED.value
-    reservation.cancelled_at = reservation.updated_at = utcnow()
-    reservation.next_check_at = utcnow() + timedelta(minutes=5)  # until the grant is gone
+    now = utcnow()
+    reservation.cancelled_at = reservation.updated_at = now
+    reservation.next_check_at = now + timedelta(minutes=5)  # watched until the grant is gone
     reservation.check_count = 0
     await record_event(session, reservation_id=reservation.id, kind="cancelled")
     await enqueue_sync(session, reservation_id=reservation.id)

@@ -13,28 +13,15 @@ from tests.factories import (
     BACK_DOOR,
     FRONT_DOOR,
     LOBBY,
+    delivered_reservation,
     fake_control,
     fake_state,
     grant_device_ids,
+    plain_text,
     put_reservation,
     reservation_body,
     stay,
 )
-
-
-async def delivered_reservation(
-    client: httpx.AsyncClient, runtime: Runtime, key: str = "bk-1"
-) -> dict[str, Any]:
-    await put_reservation(client, key)
-    await settle(runtime)
-    reservation: dict[str, Any] = (await client.get(f"/v1/reservations/{key}")).json()
-    assert reservation["status"] == "delivered"
-    return reservation
-
-
-def plain(message: Any) -> str:
-    text: str = message.get_body(preferencelist=("plain",)).get_content()
-    return text
 
 
 async def test_new_dates_move_the_same_grant_and_tell_the_guest(
@@ -54,7 +41,7 @@ async def test_new_dates_move_the_same_grant_and_tell_the_guest(
     assert after["access_methods"][0]["code"] == before["access_methods"][0]["code"]
     messages = mailbox.to("ada@example.com")
     assert len(messages) == 2
-    assert before["access_methods"][0]["code"] in plain(messages[1])
+    assert before["access_methods"][0]["code"] in plain_text(messages[1])
     assert "dates" in messages[1]["Subject"].lower()
     kinds = [e["kind"] for e in (await client.get("/v1/reservations/bk-1/events")).json()["events"]]
     assert "times_changed" in kinds
@@ -81,8 +68,8 @@ async def test_new_doors_replace_the_grant_and_send_the_new_code(
     new_code = after["access_methods"][0]["code"]
     messages = mailbox.to("ada@example.com")
     assert len(messages) == 2
-    assert new_code in plain(messages[1])
-    assert "Lobby" in plain(messages[1]) and "Front Door" not in plain(messages[1])
+    assert new_code in plain_text(messages[1])
+    assert "Lobby" in plain_text(messages[1]) and "Front Door" not in plain_text(messages[1])
 
 
 async def test_a_new_email_address_gets_the_current_code(
@@ -95,7 +82,7 @@ async def test_a_new_email_address_gets_the_current_code(
     await settle(runtime)
     messages = mailbox.to("ada@new.example")
     assert len(messages) == 1
-    assert before["access_methods"][0]["code"] in plain(messages[0])
+    assert before["access_methods"][0]["code"] in plain_text(messages[0])
     assert len(mailbox.to("ada@example.com")) == 1
     # The same PUT again sends nothing more.
     await put_reservation(
@@ -160,7 +147,7 @@ async def test_resend_sends_the_current_code_again(
     await settle(runtime)
     messages = mailbox.to("ada@example.com")
     assert len(messages) == 2
-    assert before["access_methods"][0]["code"] in plain(messages[1])
+    assert before["access_methods"][0]["code"] in plain_text(messages[1])
 
 
 async def test_resend_is_409_without_a_code_or_when_cancelled(

@@ -8,33 +8,17 @@ import httpx
 
 from app.runtime import Runtime
 from tests.conftest import Mailbox, settle
-from tests.factories import fake_control, put_reservation
+from tests.factories import delivered_reservation, fake_control, plain_text, timeline
 
 
 async def delivered(client: httpx.AsyncClient, runtime: Runtime) -> dict[str, Any]:
-    await put_reservation(client, "bk-1", acs_entrance_ids=[])
-    await settle(runtime)
-    reservation: dict[str, Any] = (await client.get("/v1/reservations/bk-1")).json()
-    assert reservation["status"] == "delivered"
-    return reservation
+    return await delivered_reservation(client, runtime)
 
 
 async def emit(fake: Any, **event: Any) -> None:
     async with fake_control(fake) as control:
         response = await control.post("/_fake/emit", json=event)
         assert response.status_code == 200, response.text
-
-
-async def timeline(client: httpx.AsyncClient) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = (await client.get("/v1/reservations/bk-1/events")).json()[
-        "events"
-    ]
-    return events
-
-
-def plain(message: Any) -> str:
-    text: str = message.get_body(preferencelist=("plain",)).get_content()
-    return text
 
 
 async def test_a_reissued_code_is_sent_once(
@@ -52,7 +36,7 @@ async def test_a_reissued_code_is_sent_once(
     assert after["access_methods"][0]["code"] == "918273"
     assert after["status"] == "delivered"
     messages = mailbox.to("ada@example.com")
-    assert len(messages) == 2 and "918273" in plain(messages[1])
+    assert len(messages) == 2 and "918273" in plain_text(messages[1])
     assert "code_changed" in [e["kind"] for e in await timeline(client)]
 
 
