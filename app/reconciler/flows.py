@@ -119,6 +119,7 @@ async def poll_reservation(runtime: Runtime, *, reservation_id: uuid.UUID) -> No
                 runtime,
                 reservation_id=reservation_id,
                 access_method_id=method.access_method_id,
+                access_grant_id=grant_id,
                 backup_code=method.is_backup_code,
                 seam_event="found by the reconciler",
             )

@@ -370,6 +370,7 @@ async def refresh_access_method(
     *,
     reservation_id: uuid.UUID,
     access_method_id: str,
+    access_grant_id: str | None = None,
     backup_code: bool = False,
     seam_event: str | None = None,
 ) -> None:
@@ -406,7 +407,7 @@ async def refresh_access_method(
             method = AccessMethod(
                 reservation_id=reservation_id,
                 access_method_id=access_method_id,
-                access_grant_id=reservation.access_grant_id or "",
+                access_grant_id=access_grant_id or reservation.access_grant_id or "",
                 mode=state.mode,
             )
             session.add(method)

@@ -139,11 +139,14 @@ async def apply_seam_event(
         payload, event_type = webhook.payload, webhook.event_type or ""
 
     log.info("webhooks.seam.apply", event_type=event_type, reservation_id=str(reservation_id))
-    if event_type in ACCESS_METHOD_CODE_EVENTS:
+    access_method_id = payload.get("access_method_id")
+    if event_type in ACCESS_METHOD_CODE_EVENTS and isinstance(access_method_id, str):
+        grant_ids = _strings(payload.get("access_grant_id"), payload.get("access_grant_ids"))
         await reservation_flows.refresh_access_method(
             runtime,
             reservation_id=reservation_id,
-            access_method_id=str(payload.get("access_method_id")),
+            access_method_id=access_method_id,
+            access_grant_id=grant_ids[0] if grant_ids else None,
             backup_code=bool(payload.get("is_backup_code")),
             seam_event=event_type,
         )
