@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -53,7 +55,7 @@ def serve(args: argparse.Namespace) -> None:
 
 def worker(args: argparse.Namespace) -> None:
     from app.runtime import open_runtime
-    from app.worker.app import jobs, worker_options
+    from app.worker.app import run_supervised_worker
 
     settings = _settings()
     if settings.in_process_fake_seam:
@@ -65,10 +67,19 @@ def worker(args: argparse.Namespace) -> None:
 
     async def run() -> None:
         async with open_runtime(settings, worker_concurrency=concurrency) as runtime:
-            options = worker_options(runtime, concurrency=concurrency)
-            options["install_signal_handlers"] = True
             log.info("guestkey.worker", concurrency=concurrency)
-            await jobs.run_worker_async(**options)
+            supervised = asyncio.create_task(
+                run_supervised_worker(runtime, concurrency=concurrency)
+            )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+            log.info("guestkey.worker.stopping")
+            supervised.cancel()  # procrastinate finishes running jobs (graceful timeout)
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervised
 
     asyncio.run(run())
 

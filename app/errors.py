@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import psycopg
+import psycopg_pool
+import sqlalchemy.exc
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger(__name__)
 
 
 class GuestkeyError(Exception):
@@ -37,16 +45,73 @@ class Unauthorized(GuestkeyError):
 
 
 class InvalidInput(GuestkeyError):
+    """Rendered like FastAPI's own 422, so clients parse one shape: `detail[].loc` names it."""
+
     status_code = 422
     code = "invalid_input"
+
+    def __init__(self, message: str, *, location: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.location = location
+
+
+class ErrorOut(BaseModel):
+    """The body of every error guestkey answers itself (4xx other than 422)."""
+
+    detail: str
+    code: str
 
 
 def install_error_handlers(app: FastAPI) -> None:
     async def render(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, GuestkeyError)
+        if isinstance(error, InvalidInput):
+            detail = [{"loc": list(error.location), "msg": error.message, "type": "value_error"}]
+            return JSONResponse({"detail": detail, "code": error.code}, status_code=422)
         body: dict[str, Any] = {"detail": error.message, "code": error.code}
         if error.details:
             body.update(error.details)
         return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
+    async def render_http(_: Request, error: Exception) -> JSONResponse:
+        # FastAPI's and Starlette's own errors (unreadable body, unknown route, wrong method),
+        # in the same shape as guestkey's.
+        assert isinstance(error, StarletteHTTPException)
+        code = HTTP_ERROR_CODES.get(error.status_code, "http_error")
+        return JSONResponse(
+            {"detail": error.detail, "code": code},
+            status_code=error.status_code,
+            headers=error.headers,
+        )
+
+    async def render_database_unavailable(_: Request, error: Exception) -> JSONResponse:
+        log.warning("db.unavailable", error=type(error).__name__)
+        return JSONResponse(
+            {"detail": "database unavailable, retry shortly", "code": "database_unavailable"},
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )
+
     app.add_exception_handler(GuestkeyError, render)
+    for database_error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(database_error, render_database_unavailable)
+    app.add_exception_handler(StarletteHTTPException, render_http)
+
+
+# The database is down or restarting: nothing was written (the transaction did not commit),
+# so the client may safely retry.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    psycopg_pool.PoolTimeout,
+    psycopg.OperationalError,
+)
+
+HTTP_ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}

@@ -16,7 +16,7 @@ from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.reservations.router import router as reservations_router
 from app.runtime import open_runtime
 from app.webhooks.router import router as webhooks_router
-from app.worker.app import jobs, worker_options
+from app.worker.app import run_supervised_worker
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +42,7 @@ def create_app(
             worker = None
             if run_worker:
                 worker = asyncio.create_task(
-                    jobs.run_worker_async(**worker_options(runtime, concurrency=concurrency)),
+                    run_supervised_worker(runtime, concurrency=concurrency),
                     name="guestkey-worker",
                 )
             log.info("guestkey.started", sandbox=settings.sandbox, worker=run_worker)
@@ -60,6 +60,7 @@ def create_app(
         version="0.1.0",
         summary="Door codes for guests: reservations in, Seam access grants and PIN codes out.",
         lifespan=lifespan,
+        redirect_slashes=False,  # a key that ends in "/" is not another route: 404, not 307
     )
     install_error_handlers(app)
     app.include_router(health.router)

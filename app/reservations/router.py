@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
 from app.crypto import CodeCipher
 from app.dependencies import ClientDep, RuntimeDep, SessionDep
+from app.errors import ErrorOut
 from app.reservations import service
 from app.reservations.models import Reservation, ReservationStatus
 from app.reservations.schemas import (
@@ -21,7 +22,13 @@ from app.reservations.schemas import (
     TimelineEntry,
 )
 
-router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "The body could not be read"},
+    401: {"model": ErrorOut, "description": "Missing or invalid API key"},
+    404: {"model": ErrorOut, "description": "No such reservation for this client"},
+    413: {"model": ErrorOut, "description": "Body over the size limit"},
+}
+router = APIRouter(prefix="/v1/reservations", tags=["reservations"], responses=ERRORS)
 
 ReservationKey = Annotated[
     str,
@@ -101,7 +108,7 @@ async def _present_one(
     responses={
         200: {"description": "The reservation existed; updated, or unchanged"},
         201: {"description": "Created"},
-        409: {"description": "The reservation is cancelled"},
+        409: {"model": ErrorOut, "description": "The reservation is cancelled"},
     },
 )
 async def put_reservation(
@@ -176,7 +183,7 @@ async def cancel_reservation(
     "/{reservation_key}/resend",
     response_model=ReservationOut,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={409: {"description": "No code issued yet, or cancelled"}},
+    responses={409: {"model": ErrorOut, "description": "No code issued yet, or cancelled"}},
 )
 async def resend_code(
     reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep, runtime: RuntimeDep

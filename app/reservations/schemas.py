@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 import zoneinfo
@@ -46,11 +47,26 @@ def _e164(value: str) -> str:
     return value
 
 
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 def _timezone(value: str) -> str:
+    # The list of zones, not a load attempt: "Europe" (a folder) or "localtime" are no zones.
+    if value not in _time_zones():
+        raise ValueError("must be an IANA time zone name, like Europe/Lisbon")
+    return value
+
+
+def _plain_text(value: str) -> str:
+    """No control characters (NUL cannot even be stored) and no lone surrogates."""
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError("must not contain control characters")
     try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
-        raise ValueError("must be an IANA time zone name, like Europe/Lisbon") from error
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError("must be valid Unicode text") from error
     return value
 
 
@@ -71,7 +87,7 @@ DoorId = Annotated[
     str, Field(max_length=64, json_schema_extra={"format": "uuid"}), AfterValidator(_door_id)
 ]
 DoorIds = Annotated[list[DoorId], Field(max_length=MAX_DOORS), AfterValidator(_door_ids)]
-Text = Annotated[str, Field(min_length=1, max_length=200)]
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_plain_text)]
 
 
 class GuestIn(BaseModel):

@@ -241,7 +241,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at, reservation_id = json.loads(base64.urlsafe_b64decode(padded))
         return datetime.fromisoformat(created_at), uuid.UUID(reservation_id)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as error:
-        raise InvalidInput("cursor is not one this API returned", field="cursor") from error
+        raise InvalidInput(
+            "cursor is not one this API returned", location=("query", "cursor")
+        ) from error
 
 
 async def list_reservations(

@@ -32,12 +32,34 @@ def redact(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "code": None if payload["code"] is None else "[redacted]"}
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _storable(payload: Any) -> bool:
+    """PostgreSQL's jsonb takes no NUL character and no lone surrogate."""
+    text = json.dumps(payload, ensure_ascii=False)
+    if "\\u0000" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def storable_text(body: bytes) -> str:
+    return body.decode("utf-8", "replace").replace("\x00", "\\u0000")
+
+
 def parse_event(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
     """(event, None) for a Seam event; (payload or None, why not) otherwise."""
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_constant=_reject_constant)  # NaN, Infinity: not JSON
     except ValueError:
         return None, "not_json"
+    if not _storable(payload):
+        return None, "unstorable_json"
     if not isinstance(payload, dict):
         return None, "not_an_object"
     event_id, event_type = payload.get("event_id"), payload.get("event_type")
@@ -60,7 +82,7 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
     else:
         row |= {
             "payload": redact(payload) if payload is not None else None,
-            "raw_body": None if payload is not None else body.decode("utf-8", "replace"),
+            "raw_body": None if payload is not None else storable_text(body),
             "outcome": "rejected",
             "outcome_reason": problem,
             "processed_at": utcnow(),

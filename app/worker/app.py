@@ -7,12 +7,14 @@ Seam) through the worker's `additional_context`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import procrastinate
+import structlog
 
 from app.metrics import JOBS
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from app.runtime import Runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = structlog.get_logger(__name__)
 
 TASK_MODULES = [
     "app.reservations.tasks",
@@ -78,6 +81,23 @@ def runtime_of(context: procrastinate.JobContext) -> Runtime:
     return runtime
 
 
+async def run_supervised_worker(runtime: Runtime, *, concurrency: int) -> None:
+    """Run a worker and start it again whenever it stops: procrastinate stops a worker whose
+    database connection (its LISTEN side task) fails, and a database restart must not leave
+    guestkey accepting work that nobody runs. Ends only when cancelled."""
+    delay = 1.0
+    while True:
+        try:
+            await jobs.run_worker_async(**worker_options(runtime, concurrency=concurrency))
+            log.error("worker.stopped_unexpectedly", restart_in_seconds=delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.error("worker.crashed", error=type(error).__name__, restart_in_seconds=delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
+
+
 def worker_options(runtime: Runtime, *, concurrency: int, wait: bool = True) -> dict[str, Any]:
     return {
         "concurrency": concurrency,
@@ -87,4 +107,6 @@ def worker_options(runtime: Runtime, *, concurrency: int, wait: bool = True) -> 
         "fetch_job_polling_interval": 1.0,
         "abort_job_polling_interval": 5.0,
         "shutdown_graceful_timeout": 20.0,
+        # Jobs of a worker silent for GUESTKEY_STALLED_JOB_SECONDS (at least 15) are retried.
+        "update_heartbeat_interval": 5.0,
     }

@@ -183,6 +183,7 @@ class FakeSeam:
         if rule is None:
             return await call_next(request)
         if rule.delay:
+            await request.body()  # like a real server: a request read is carried out
             await asyncio.sleep(rule.delay)
         if rule.status == 0:
             return await call_next(request)
