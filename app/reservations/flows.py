@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -86,7 +86,11 @@ class Wanted:
 
     @property
     def window(self) -> dict[str, str]:
-        return {"starts_at": self.starts_at.isoformat(), "ends_at": self.ends_at.isoformat()}
+        # UTC whatever the database session's time zone, so equal instants compare equal.
+        return {
+            "starts_at": self.starts_at.astimezone(UTC).isoformat(),
+            "ends_at": self.ends_at.astimezone(UTC).isoformat(),
+        }
 
     @property
     def grant_name(self) -> str:
@@ -165,13 +169,19 @@ async def _create_grant(runtime: Runtime, wanted: Wanted) -> None:
         for error in grant.errors
         if error.get("error_code") == "cannot_create_requested_access_methods"
     ]
+    # A grant found by key may predate a change of times (its create's answer was lost):
+    # record the times Seam holds, so the sync queued by that change moves them.
+    held_window = {
+        "starts_at": _utc_iso(grant.starts_at) or wanted.window["starts_at"],
+        "ends_at": _utc_iso(grant.ends_at) or wanted.window["ends_at"],
+    }
     async with runtime.sessionmaker() as session:
         await session.execute(
             update(Reservation)
             .where(Reservation.id == wanted.id)
             .values(
                 access_grant_id=grant.access_grant_id,
-                granted={**wanted.doors, **wanted.window},
+                granted={**wanted.doors, **held_window},
                 last_error=None,
                 next_check_at=utcnow() + runtime.settings.guestkey_reconcile_after,
                 check_count=0,
@@ -486,6 +496,11 @@ async def _store_doors(session: AsyncSession, reservation_id: uuid.UUID, doors: 
     stale = [row.id for row in existing if (row.door_type, row.door_id) not in keep]
     if stale:
         await session.execute(delete(ReservationDoor).where(ReservationDoor.id.in_(stale)))
+
+
+def _utc_iso(value: str | None) -> str | None:
+    parsed = _parse_time(value)
+    return parsed.astimezone(UTC).isoformat() if parsed else None
 
 
 def _parse_time(value: str | None) -> datetime | None:
