@@ -69,6 +69,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         pool_pre_ping=True,  # a restarted database costs one failed ping, not a failed request
         pool_recycle=1800,
+        # Times come back in UTC whatever the server's default: the API answers in UTC.
+        connect_args={"options": "-c TimeZone=UTC"},
     )
 
 
