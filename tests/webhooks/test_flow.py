@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from app.runtime import Runtime
-from tests.conftest import Mailbox, make_retries_due, run_jobs, settle
+from tests.conftest import Mailbox, make_retries_due, settle
 from tests.factories import fake_control, fake_state, put_reservation, reservation_body
 
 
@@ -93,36 +93,6 @@ async def test_an_issued_event_with_a_new_event_id_but_the_same_code_sends_nothi
         )
     await settle(runtime)
     assert len(mailbox.messages) == 1
-
-
-async def test_a_webhook_before_the_grant_is_stored_still_ends_in_a_delivery(
-    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any, mailbox: Mailbox
-) -> None:
-    """The issued event is processed first; the sync job that stores the grant runs after."""
-    async with fake_control(fake_seam) as control:
-        # the create succeeds at Seam but its answer is lost: Seam issues and notifies meanwhile
-        await control.post(
-            "/_fake/fail",
-            json={
-                "count": 1,
-                "status": 502,
-                "endpoint": "/access_grants/create",
-                "after_success": True,
-            },
-        )
-    await put_reservation(client, "bk-1")
-    await run_jobs(runtime)  # create: lost answer, retry scheduled
-    await fake_seam.drain()  # the issued webhook arrives for a grant guestkey has not stored
-    await run_jobs(runtime)
-    reservation = (await client.get("/v1/reservations/bk-1")).json()
-    assert reservation["status"] == "pending" and reservation["access_grant_id"] is None
-    assert mailbox.messages == []
-
-    await make_retries_due(runtime)
-    await settle(runtime)
-    reservation = (await client.get("/v1/reservations/bk-1")).json()
-    assert reservation["status"] == "delivered", reservation
-    assert len(mailbox.to("ada@example.com")) == 1
 
 
 async def test_smtp_down_then_up_delivers_once(
