@@ -8,15 +8,33 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 VENV_BIN = Path(sys.executable).parent
 GUESTKEY = str(VENV_BIN / "guestkey")
+
+
+T = TypeVar("T")
+
+
+def wait_for(
+    predicate: Callable[[], T | None], *, timeout: float = 30, interval: float = 0.1, what: str = ""
+) -> T:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what or predicate}")
+        time.sleep(interval)
 
 
 def free_port() -> int:

@@ -12,20 +12,10 @@ import pytest
 
 from tests.conftest import Mailbox
 from tests.e2e.conftest import E2E_API_KEY, Stack
+from tests.e2e.processes import wait_for
 from tests.factories import BACK_DOOR, FRONT_DOOR, mentions_code, reservation_body
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def clients(stack: Stack) -> tuple[httpx.Client, httpx.Client]:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,20 +28,6 @@ SEAM_API_KEY = "seam_faults_key"
 
 
 # --- polling -------------------------------------------------------------------------------
-
-
-def wait_for(
-    predicate: Callable[[], T | None], *, timeout: float, interval: float = 0.1, what: str = ""
-) -> T:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what or predicate}")
-        time.sleep(interval)
 
 
 # --- processes -----------------------------------------------------------------------------

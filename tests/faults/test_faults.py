@@ -20,7 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.conftest import Mailbox
-from tests.e2e.processes import free_port
+from tests.e2e.processes import free_port, wait_for
 from tests.faults.support import (
     EmbeddedPostgres,
     Stack,
@@ -32,7 +32,6 @@ from tests.faults.support import (
     seam_calls,
     stack,
     status_of,
-    wait_for,
     worker_process,
 )
 
