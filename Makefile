@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 SYNCED := $(VENV)/.synced-$(UV_VERSION)
 
-.PHONY: install run test test-fast lint format typecheck fake-seam migrate schemas clean
+.PHONY: install run test test-fast bench lint format typecheck fake-seam migrate schemas clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -29,13 +29,16 @@ test: install  ## the whole suite: unit, integration and end-to-end
 test-fast: install  ## everything but the end-to-end tests
 	$(VENV)/bin/pytest -m "not e2e"
 
+bench: install  ## the performance benchmarks (bench/, about 5 minutes); not part of make test
+	$(VENV)/bin/python -m bench
+
 lint: install
-	$(VENV)/bin/ruff check app tests scripts migrations
-	$(VENV)/bin/ruff format --check app tests scripts migrations
+	$(VENV)/bin/ruff check app tests scripts migrations bench
+	$(VENV)/bin/ruff format --check app tests scripts migrations bench
 
 format: install
-	$(VENV)/bin/ruff format app tests scripts migrations
-	$(VENV)/bin/ruff check --fix app tests scripts migrations
+	$(VENV)/bin/ruff format app tests scripts migrations bench
+	$(VENV)/bin/ruff check --fix app tests scripts migrations bench
 
 typecheck: install
 	$(VENV)/bin/mypy

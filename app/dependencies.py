@@ -17,7 +17,9 @@ from app.runtime import Runtime
 _bearer = HTTPBearer(auto_error=False, description="An API key of a booking system")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread
+    # hop (and GIL hand-over) on every request for what is an attribute read.
     runtime: Runtime = request.app.state.runtime
     return runtime
 

@@ -141,7 +141,10 @@ class ReservationIn(BaseModel):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("must carry a UTC offset, like 2026-12-01T15:00:00Z")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as error:  # 0001-01-01T00:00:00+00:01 is before year 1 in UTC
+            raise ValueError("is out of range") from error
 
     @field_validator("ends_at")
     @classmethod

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -260,11 +260,10 @@ async def list_reservations(
         query = query.where(Reservation.status == status.value)
     if cursor:
         created_at, reservation_id = decode_cursor(cursor)
+        # A row comparison, not an OR: PostgreSQL seeks to the cursor in the
+        # (client_id, created_at, id) index instead of filtering every newer row.
         query = query.where(
-            or_(
-                Reservation.created_at < created_at,
-                and_(Reservation.created_at == created_at, Reservation.id < reservation_id),
-            )
+            tuple_(Reservation.created_at, Reservation.id) < tuple_(created_at, reservation_id)
         )
     query = query.order_by(Reservation.created_at.desc(), Reservation.id.desc()).limit(limit + 1)
     rows = list(await session.scalars(query))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -68,6 +69,12 @@ def parse_event(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
     return payload, None
 
 
+# One Core statement with bound parameters, compiled once: the webhook hot path skips the
+# ORM's bulk-insert machinery and per-request `values()` coercion.
+_INBOX = cast(Table, SeamWebhook.__table__)
+_INSERT = insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.id)
+
+
 async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) -> Intake:
     payload, problem = parse_event(body)
     row: dict[str, Any] = {"id": uuid.uuid4(), "svix_id": svix_id}
@@ -77,19 +84,22 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
             "event_id": payload["event_id"],
             "event_type": payload["event_type"],
             "payload": redact(payload),
+            "raw_body": None,
             "outcome": "received",
+            "outcome_reason": None,
+            "processed_at": None,
         }
     else:
         row |= {
+            "event_id": None,
+            "event_type": None,
             "payload": redact(payload) if payload is not None else None,
             "raw_body": None if payload is not None else storable_text(body),
             "outcome": "rejected",
             "outcome_reason": problem,
             "processed_at": utcnow(),
         }
-    inserted = await session.scalar(
-        insert(SeamWebhook).values(**row).on_conflict_do_nothing().returning(SeamWebhook.id)
-    )
+    inserted = await session.scalar(_INSERT, row)
     if inserted is None:
         return Intake("duplicate")
     if problem is not None:

@@ -74,8 +74,9 @@ def new_id() -> str:
 
 
 def random_code() -> str:
-    length = 4 + secrets.randbelow(3)
-    return "".join(str(secrets.randbelow(10)) for _ in range(length))
+    """Eight digits, no leading zero: distinctive enough that a test scanning logs for the code
+    cannot mistake a year, a port or a migration number for it."""
+    return str(10_000_000 + secrets.randbelow(90_000_000))
 
 
 @dataclass

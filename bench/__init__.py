@@ -1,0 +1,1 @@
+"""guestkey's performance benchmarks: `python -m bench` (`make bench`)."""

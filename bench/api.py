@@ -1,0 +1,112 @@
+"""3. Reservations API: PUT (new), PUT (identical) and GET, guestkey vs a one-insert reference.
+
+Both servers get the same wrk load (CONNECTIONS connections, SECONDS each, requests prepared in
+advance): PUT new = a distinct key per request; PUT identical = KEYS existing reservations PUT
+again with the same body, cycling; GET = those KEYS, cycling. Throughput (2xx/s) and wrk's p99.
+
+guestkey runs as an API replica (`guestkey serve --no-worker`, as docker-compose runs the API):
+the reference does no follow-up work either, and the work a PUT enqueues (Seam grant, webhooks,
+email) is measured end to end by the e2e benchmark. Its jobs just wait in the queue here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from bench.common import API_KEY, Process, Row, guestkey_serve, reference_app, say, scratch_database
+from bench.e2e import body
+from bench.load import LoadResult, raw_request, wrk_run
+
+SECONDS = 8
+CONNECTIONS = 16
+KEYS = 200
+PREPARED = 30_000
+TARGET = 0.7
+
+
+def _port(process: Process) -> int:
+    return int(process.url.rsplit(":", 1)[1])
+
+
+def _headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+
+
+def measure(process: Process) -> dict[str, LoadResult]:
+    port = _port(process)
+    with httpx.Client(base_url=process.url, headers=_headers(), timeout=30) as client:
+        for index in range(KEYS):
+            response = client.put(f"/v1/reservations/same-{index}", json=body(index))
+            if response.status_code not in (200, 201):
+                raise RuntimeError(f"{process.name}: {response.status_code} {response.text}")
+    bodies = [json.dumps(body(index)).encode() for index in range(KEYS)]
+    # The identical PUTs must send exactly the bodies stored above.
+    identical = [
+        raw_request(
+            "PUT", f"/v1/reservations/same-{i}", port=port, headers=_headers(), body=bodies[i]
+        )
+        for i in range(KEYS)
+    ]
+    gets = [
+        raw_request("GET", f"/v1/reservations/same-{i}", port=port, headers=_headers())
+        for i in range(KEYS)
+    ]
+    new = [
+        raw_request(
+            "PUT",
+            f"/v1/reservations/new-{i}",
+            port=port,
+            headers=_headers(),
+            body=bodies[i % KEYS],
+        )
+        for i in range(PREPARED)
+    ]
+    warm = [
+        raw_request(
+            "PUT", f"/v1/reservations/warm-{i}", port=port, headers=_headers(), body=bodies[0]
+        )
+        for i in range(3000)
+    ]
+    wrk_run(process.url, warm, seconds=2, connections=CONNECTIONS)
+    results = {
+        "PUT new": wrk_run(process.url, new, seconds=SECONDS, connections=CONNECTIONS),
+        "PUT identical": wrk_run(
+            process.url, identical, seconds=SECONDS, connections=CONNECTIONS, cycle=True
+        ),
+        "GET": wrk_run(process.url, gets, seconds=SECONDS, connections=CONNECTIONS, cycle=True),
+    }
+    for name, result in results.items():
+        say(
+            f"{process.name} {name}: {result.rps:.0f}/s p99 {result.p99_ms:.1f} ms "
+            f"statuses {result.statuses} errors {result.errors}"
+        )
+    return results
+
+
+def run() -> list[Row]:
+    with scratch_database("api_ref") as ref_url:
+        say("api: reference app (one statement per request)")
+        with reference_app("reference_reservations", ref_url) as reference:
+            ref = measure(reference)
+    with scratch_database("api_gk") as gk_url:
+        say("api: guestkey serve --no-worker")
+        with guestkey_serve(gk_url, worker=False) as guestkey:
+            gk = measure(guestkey)
+    rows = []
+    for name in gk:
+        g, r = gk[name], ref[name]
+        ratio = g.rps / r.rps
+        clean = g.non_2xx == 0 and g.errors == 0
+        rows.append(
+            Row(
+                f"API {name}: req/s (p99)",
+                f"{g.rps:.0f}/s ({g.p99_ms:.0f} ms)",
+                f"{r.rps:.0f}/s ({r.p99_ms:.0f} ms)",
+                ratio,
+                f">= {TARGET}x",
+                ratio >= TARGET and clean,
+            )
+        )
+    return rows

@@ -1,0 +1,316 @@
+"""What every benchmark shares: result rows, databases, processes, the SMTP sink, wrk."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from cryptography.fernet import Fernet
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+VENV_BIN = Path(sys.executable).parent
+GUESTKEY = str(VENV_BIN / "guestkey")
+ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+API_KEY = "gk_bench_key_0123456789abcdef0123"
+API_CLIENT = "bench"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"guestkey-bench-webhook-secret-32").decode()
+DEVICE_IDS = ["52246fe3-a87c-527d-a1f0-11ea7711d1b1", "102f4bbf-8eb7-5267-9934-b01ac0abe323"]
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Row:
+    """One line of the final table. `ratio` is figure/reference (or as the benchmark defines)."""
+
+    benchmark: str
+    figure: str
+    reference: str = "-"
+    ratio: float | None = None
+    target: str = "-"
+    met: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# --- databases -----------------------------------------------------------------------------
+
+
+def database_url(name: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@contextmanager
+def scratch_database(label: str) -> Iterator[str]:
+    name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield database_url(name)
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def scalar(url: str, sql: str, *params: Any) -> Any:
+    with psycopg.connect(url, autocommit=True) as connection:
+        row = connection.execute(sql, params or None).fetchone()
+        return None if row is None else row[0]
+
+
+def postgres_version() -> str:
+    return str(scalar(ADMIN_URL, "SHOW server_version"))
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    url: str
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(25)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+
+
+def _clean_env() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("GUESTKEY_", "SEAM_", "SMTP_"))
+        and name not in ("DATABASE_URL", "MAIL_FROM")
+    }
+
+
+LOG_DIR = Path(tempfile.mkdtemp(prefix="guestkey-bench-"))
+
+
+@contextmanager
+def running(
+    name: str, argv: list[str], *, port: int, env: dict[str, str], ready_path: str
+) -> Iterator[Process]:
+    log_path = LOG_DIR / f"{name}-{port}.log"
+    with log_path.open("wb") as log_file:
+        popen = subprocess.Popen(
+            argv,
+            env={**_clean_env(), **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=LOG_DIR,
+        )
+    process = Process(name, popen, log_path, f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if popen.poll() is not None:
+                raise RuntimeError(f"{name} exited early:\n{process.log_tail()}")
+            try:
+                if httpx.get(process.url + ready_path, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not ready after 60 s:\n{process.log_tail()}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.stop()
+
+
+def guestkey_env(url: str, *, seam_url: str, smtp_port: int | None = None) -> dict[str, str]:
+    env = {
+        "DATABASE_URL": url,
+        "SEAM_API_KEY": "seam_x",
+        "SEAM_ENDPOINT": seam_url,
+        "SEAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "GUESTKEY_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "GUESTKEY_API_KEYS": f"{API_CLIENT}:{API_KEY}",
+        "GUESTKEY_DATA_DIR": str(LOG_DIR / "data"),
+        "GUESTKEY_LOG_LEVEL": os.environ.get("BENCH_GUESTKEY_LOG_LEVEL", "info"),
+    }
+    if smtp_port is not None:
+        env |= {
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(smtp_port),
+            "MAIL_FROM": "Bench Stays <keys@bench.example>",
+        }
+    return env
+
+
+@contextmanager
+def guestkey_serve(
+    url: str,
+    *,
+    seam_url: str = "http://127.0.0.1:9",
+    smtp_port: int | None = None,
+    worker: bool = True,
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
+) -> Iterator[Process]:
+    port = port or free_port()
+    argv = [GUESTKEY, "serve", "--port", str(port)]
+    if not worker:
+        argv.append("--no-worker")
+    env = guestkey_env(url, seam_url=seam_url, smtp_port=smtp_port) | (extra_env or {})
+    with running(
+        "guestkey" if worker else "guestkey-api", argv, port=port, env=env, ready_path="/readyz"
+    ) as process:
+        yield process
+
+
+@contextmanager
+def fake_seam(webhook_url: str) -> Iterator[Process]:
+    port = free_port()
+    argv = [
+        GUESTKEY,
+        "fake-seam",
+        "--port",
+        str(port),
+        "--webhook-url",
+        webhook_url,
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+    ]
+    with running("fake-seam", argv, port=port, env={}, ready_path="/_fake/health") as process:
+        yield process
+
+
+@contextmanager
+def reference_app(module: str, url: str) -> Iterator[Process]:
+    """A reference app (bench/reference_*.py), served exactly as `guestkey serve` serves."""
+    port = free_port()
+    argv = [sys.executable, "-m", f"bench.{module}", "--port", str(port)]
+    env = {
+        "DATABASE_URL": url,
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "API_KEY": API_KEY,
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    with running(module, argv, port=port, env=env, ready_path="/readyz") as process:
+        yield process
+
+
+# --- SMTP sink -----------------------------------------------------------------------------
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd, in a thread) that records when each message arrived."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[tuple[float, str]] = []  # (monotonic time, To)
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        arrived = time.monotonic()
+        headers = BytesParser(policy=default_policy).parsebytes(envelope.content, headersonly=True)
+        with self._lock:
+            self.arrivals.append((arrived, str(headers["To"])))
+        return "250 OK"
+
+    def snapshot(self) -> list[tuple[float, str]]:
+        with self._lock:
+            return list(self.arrivals)
+
+
+@contextmanager
+def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield box, controller.port
+    finally:
+        controller.stop()
+
+
+# --- wrk -----------------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    say("wrk is missing: installing the Debian package `wrk` (apt-get install -y wrk)")
+    apt = ["apt-get", "install", "-y", "-q", "wrk"]
+    if os.geteuid() != 0:
+        apt = ["sudo", "-n", *apt]
+    subprocess.run(apt, check=True, stdout=subprocess.DEVNULL)
+    found = shutil.which("wrk")
+    if not found:
+        raise RuntimeError("wrk could not be installed; install it (apt-get install wrk)")
+    return found
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import psutil
+
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "postgresql": postgres_version(),
+        "python": sys.version.split()[0],
+    }
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
