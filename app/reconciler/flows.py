@@ -34,6 +34,7 @@ from app.reconciler.models import ReconcilerCursor
 from app.reservations.models import Reservation, ReservationStatus
 from app.reservations.service import enqueue_sync, reservation_lock
 from app.runtime import Runtime
+from app.webhooks.events import HANDLED_EVENTS, UNHANDLED
 from app.webhooks.models import SeamWebhook
 from app.webhooks.service import redact
 from app.worker.app import jobs
@@ -146,6 +147,7 @@ async def catch_up_events(runtime: Runtime, *, max_pages: int = 5) -> int:
                 if not isinstance(event_id, str) or not isinstance(created_at, str):
                     continue
                 newest = max(newest, datetime.fromisoformat(created_at))
+                handled = event.get("event_type") in HANDLED_EVENTS
                 inserted = await session.scalar(
                     insert(SeamWebhook)
                     .values(
@@ -154,13 +156,16 @@ async def catch_up_events(runtime: Runtime, *, max_pages: int = 5) -> int:
                         event_id=event_id,
                         event_type=event.get("event_type"),
                         payload=redact(event),
-                        outcome="received",
+                        outcome="received" if handled else "ignored",
+                        outcome_reason=None if handled else UNHANDLED,
+                        processed_at=None if handled else utcnow(),
                     )
                     .on_conflict_do_nothing()
                     .returning(SeamWebhook.id)
                 )
-                if inserted is not None:
+                if inserted is not None and handled:
                     await defer(session, process_seam_event, webhook_id=str(inserted))
+                if inserted is not None:
                     stored += 1
             if len(events) < 500:
                 break

@@ -20,6 +20,7 @@ from app.reservations import flows as reservation_flows
 from app.reservations.models import AccessMethod, Reservation, ReservationDoor, ReservationStatus
 from app.reservations.service import record_event, reservation_lock
 from app.runtime import Runtime
+from app.webhooks.events import ACCESS_METHOD_CODE_EVENTS, HANDLED_EVENTS, UNHANDLED
 from app.webhooks.models import SeamWebhook
 from app.worker.queue import defer
 from app.worker.retry import RetryLater
@@ -29,19 +30,6 @@ log = structlog.get_logger(__name__)
 # An event for a grant guestkey has not stored yet may be early (Seam can send it before
 # our create call returns): it is retried this long before it counts as not ours.
 ROUTING_PATIENCE = timedelta(minutes=15)
-
-ACCESS_METHOD_CODE_EVENTS = {"access_method.issued", "access_method.reissued"}
-HANDLED_EVENTS = ACCESS_METHOD_CODE_EVENTS | {
-    "access_method.revoked",
-    "access_method.deleted",
-    "access_method.delay_in_issuing",
-    "access_method.failed_to_issue",
-    "access_grant.deleted",
-    "access_grant.access_times_changed",
-    "access_grant.access_granted_to_door",
-    "access_grant.access_to_door_lost",
-    "access_grant.could_not_create_requested_access_methods",
-}
 
 
 class EventNotYetRoutable(RetryLater):
@@ -106,7 +94,7 @@ async def route_seam_event(runtime: Runtime, *, webhook_id: uuid.UUID) -> None:
             return
         event_type = webhook.event_type or ""
         if event_type not in HANDLED_EVENTS:
-            await _finish(session, webhook_id, "ignored", "unhandled event type")
+            await _finish(session, webhook_id, "ignored", UNHANDLED)
             await session.commit()
             return
         reservation_id = await find_reservation(session, webhook.payload)

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
+from app.webhooks.events import HANDLED_EVENTS, UNHANDLED
 from app.webhooks.models import SeamWebhook
 from app.worker.queue import defer
 
@@ -21,7 +22,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class Intake:
-    outcome: str  # accepted | duplicate | rejected
+    outcome: str  # accepted | ignored | duplicate | rejected
     reason: str | None = None
 
 
@@ -78,16 +79,18 @@ _INSERT = insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.id)
 async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) -> Intake:
     payload, problem = parse_event(body)
     row: dict[str, Any] = {"id": uuid.uuid4(), "svix_id": svix_id}
+    handled = False
     if problem is None:
         assert payload is not None
+        handled = payload["event_type"] in HANDLED_EVENTS
         row |= {
             "event_id": payload["event_id"],
             "event_type": payload["event_type"],
             "payload": redact(payload),
             "raw_body": None,
-            "outcome": "received",
-            "outcome_reason": None,
-            "processed_at": None,
+            "outcome": "received" if handled else "ignored",
+            "outcome_reason": None if handled else UNHANDLED,
+            "processed_at": None if handled else utcnow(),
         }
     else:
         row |= {
@@ -105,6 +108,8 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
     if problem is not None:
         log.error("webhooks.seam.rejected", svix_id=svix_id, reason=problem)
         return Intake("rejected", problem)
+    if not handled:
+        return Intake("ignored")  # stored for the record; no job, nothing to do
 
     from app.webhooks.tasks import process_seam_event
 
