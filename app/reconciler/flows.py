@@ -134,7 +134,7 @@ async def _cursor(session: AsyncSession) -> datetime:
 
 
 async def catch_up_events(runtime: Runtime, *, max_pages: int = 5) -> int:
-    from app.webhooks.tasks import process_seam_event
+    from app.webhooks.flows import enqueue_handling
 
     stored = 0
     async with runtime.sessionmaker() as session:
@@ -164,7 +164,7 @@ async def catch_up_events(runtime: Runtime, *, max_pages: int = 5) -> int:
                     .returning(SeamWebhook.id)
                 )
                 if inserted is not None and handled:
-                    await defer(session, process_seam_event, webhook_id=str(inserted))
+                    await enqueue_handling(session, webhook_id=inserted, payload=event)
                 if inserted is not None:
                     stored += 1
             if len(events) < 500:

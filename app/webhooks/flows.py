@@ -87,6 +87,34 @@ async def _finish(
     )
 
 
+async def enqueue_handling(
+    session: AsyncSession, *, webhook_id: uuid.UUID, payload: dict[str, Any]
+) -> None:
+    """Enqueue the work for a stored, handled event, in the caller's transaction: straight
+    to the reservation's queue when guestkey already knows whose it is (one indexed read),
+    else to routing, which retries while the grant may still be on its way."""
+    reservation_id = await find_reservation(session, payload)
+    if reservation_id is None:
+        from app.webhooks.tasks import process_seam_event
+
+        await defer(session, process_seam_event, webhook_id=str(webhook_id))
+        return
+    await _route(session, webhook_id, reservation_id)
+
+
+async def _route(session: AsyncSession, webhook_id: uuid.UUID, reservation_id: uuid.UUID) -> None:
+    from app.webhooks.tasks import apply_seam_event as apply_task
+
+    await _finish(session, webhook_id, "routed")
+    await defer(
+        session,
+        apply_task,
+        lock=reservation_lock(reservation_id),
+        reservation_id=str(reservation_id),
+        webhook_id=str(webhook_id),
+    )
+
+
 async def route_seam_event(runtime: Runtime, *, webhook_id: uuid.UUID) -> None:
     async with runtime.sessionmaker() as session:
         webhook = await session.get(SeamWebhook, webhook_id)
@@ -104,16 +132,7 @@ async def route_seam_event(runtime: Runtime, *, webhook_id: uuid.UUID) -> None:
             await _finish(session, webhook_id, "ignored", "not a guestkey grant")
             await session.commit()
             return
-        await _finish(session, webhook_id, "routed")
-        from app.webhooks.tasks import apply_seam_event as apply_task
-
-        await defer(
-            session,
-            apply_task,
-            lock=reservation_lock(reservation_id),
-            reservation_id=str(reservation_id),
-            webhook_id=str(webhook_id),
-        )
+        await _route(session, webhook_id, reservation_id)
         await session.commit()
 
 

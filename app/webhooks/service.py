@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import utcnow
 from app.webhooks.events import HANDLED_EVENTS, UNHANDLED
 from app.webhooks.models import SeamWebhook
-from app.worker.queue import defer
 
 log = structlog.get_logger(__name__)
 
@@ -111,7 +110,8 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
     if not handled:
         return Intake("ignored")  # stored for the record; no job, nothing to do
 
-    from app.webhooks.tasks import process_seam_event
+    from app.webhooks.flows import enqueue_handling
 
-    await defer(session, process_seam_event, webhook_id=str(inserted))
+    assert payload is not None
+    await enqueue_handling(session, webhook_id=inserted, payload=payload)
     return Intake("accepted")
