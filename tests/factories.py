@@ -54,6 +54,13 @@ def fake_control(fake: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(fake.app), base_url="http://fake-seam")
 
 
+async def fail_next(fake: Any, **rule: Any) -> None:
+    """Make the fake Seam fail its next matching calls (see `POST /_fake/fail`)."""
+    async with fake_control(fake) as control:
+        response = await control.post("/_fake/fail", json=rule)
+        assert response.status_code == 200, response.text
+
+
 async def fake_state(fake: Any) -> dict[str, Any]:
     async with fake_control(fake) as control:
         response = await control.get("/_fake/state")

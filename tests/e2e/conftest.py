@@ -11,7 +11,7 @@ from cryptography.fernet import Fernet
 
 from tests.conftest import Mailbox
 from tests.database import create_database, drop_database
-from tests.e2e.processes import Process, free_port, running
+from tests.e2e.processes import Process, fake_seam_process, free_port, running
 
 E2E_API_KEY = "gk_e2e_key_0123456789abcdef"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"guestkey-e2e-webhook-secret-32b!").decode()
@@ -42,21 +42,11 @@ def stack(e2e_database: str, tmp_path: Path, mailbox: Mailbox) -> Iterator[Stack
     guestkey_url = f"http://127.0.0.1:{guestkey_port}"
     seam_url = f"http://127.0.0.1:{seam_port}"
     with (
-        running(
-            "fake-seam",
-            [
-                "fake-seam",
-                "--port",
-                str(seam_port),
-                "--webhook-url",
-                f"{guestkey_url}/webhooks/seam",
-                "--webhook-secret",
-                WEBHOOK_SECRET,
-            ],
-            env={},
+        fake_seam_process(
             log_dir=tmp_path,
-            url=seam_url,
-            ready_path="/_fake/state",
+            port=seam_port,
+            webhook_url=f"{guestkey_url}/webhooks/seam",
+            webhook_secret=WEBHOOK_SECRET,
         ) as fake_seam,
         running(
             "guestkey",

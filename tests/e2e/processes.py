@@ -113,3 +113,28 @@ def wait_until_ready(process: Process, path: str, timeout: float) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{process.name} not ready after {timeout}s:\n{process.log()[-4000:]}")
+
+
+@contextmanager
+def fake_seam_process(
+    *, log_dir: Path, port: int, webhook_url: str, webhook_secret: str, timeout: float = 60
+) -> Iterator[Process]:
+    """`guestkey fake-seam` on a loopback port, signing its webhooks to `webhook_url`."""
+    with running(
+        "fake-seam",
+        [
+            "fake-seam",
+            "--port",
+            str(port),
+            "--webhook-url",
+            webhook_url,
+            "--webhook-secret",
+            webhook_secret,
+        ],
+        env={},
+        log_dir=log_dir,
+        url=f"http://127.0.0.1:{port}",
+        ready_path="/_fake/health",
+        timeout=timeout,
+    ) as process:
+        yield process

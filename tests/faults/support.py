@@ -19,7 +19,14 @@ import psycopg
 from cryptography.fernet import Fernet
 
 from tests.e2e.conftest import E2E_API_KEY, WEBHOOK_SECRET
-from tests.e2e.processes import GUESTKEY, Process, _clean_env, free_port, running
+from tests.e2e.processes import (
+    GUESTKEY,
+    Process,
+    _clean_env,
+    fake_seam_process,
+    free_port,
+    running,
+)
 from tests.factories import reservation_body
 
 T = TypeVar("T")
@@ -52,28 +59,6 @@ def guestkey_env(
         "MAIL_FROM": "Seaside Stays <keys@seaside.example>",
         "GUESTKEY_LOG_FORMAT": "console",
     }
-
-
-@contextmanager
-def fake_seam_process(*, log_dir: Path, port: int, webhook_url: str) -> Iterator[Process]:
-    with running(
-        "fake-seam",
-        [
-            "fake-seam",
-            "--port",
-            str(port),
-            "--webhook-url",
-            webhook_url,
-            "--webhook-secret",
-            WEBHOOK_SECRET,
-        ],
-        env={},
-        log_dir=log_dir,
-        url=f"http://127.0.0.1:{port}",
-        ready_path="/_fake/health",
-        timeout=30,
-    ) as process:
-        yield process
 
 
 @contextmanager
@@ -160,6 +145,8 @@ def stack(
             log_dir=log_dir,
             port=seam_port,
             webhook_url=f"http://127.0.0.1:{guestkey_port}/webhooks/seam",
+            webhook_secret=WEBHOOK_SECRET,
+            timeout=30,
         ) as fake,
         serve_process(
             name="guestkey", env=env, log_dir=log_dir, port=guestkey_port, no_worker=no_worker

@@ -14,6 +14,7 @@ from tests.factories import (
     FRONT_DOOR,
     LOBBY,
     delivered_reservation,
+    fail_next,
     fake_control,
     fake_state,
     grant_device_ids,
@@ -117,17 +118,14 @@ async def test_a_cancel_racing_the_create_leaves_no_live_grant(
 
     from tests.conftest import run_jobs
 
-    async with fake_control(fake_seam) as control:
-        await control.post(
-            "/_fake/fail",
-            json={
-                "count": 1,
-                "status": 0,
-                "timeout_seconds": 0.5,
-                "endpoint": "/access_grants/create",
-                "after_success": True,
-            },
-        )
+    await fail_next(
+        fake_seam,
+        count=1,
+        status=0,
+        timeout_seconds=0.5,
+        endpoint="/access_grants/create",
+        after_success=True,
+    )
     await put_reservation(client, "bk-1")
     worker = asyncio.create_task(run_jobs(runtime))
     await asyncio.sleep(0.2)  # the create is in flight at Seam

@@ -8,23 +8,16 @@ import httpx
 
 from app.runtime import Runtime
 from tests.conftest import Mailbox, make_retries_due, run_jobs, settle
-from tests.factories import fake_control, put_reservation, timeline
+from tests.factories import fail_next, put_reservation, timeline
 
 
 async def test_a_webhook_for_a_grant_not_yet_stored_still_ends_in_one_delivery(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any, mailbox: Mailbox
 ) -> None:
-    async with fake_control(fake_seam) as control:
-        # The create succeeds at Seam but its answer is lost; Seam issues and notifies meanwhile.
-        await control.post(
-            "/_fake/fail",
-            json={
-                "count": 1,
-                "status": 502,
-                "endpoint": "/access_grants/create",
-                "after_success": True,
-            },
-        )
+    # The create succeeds at Seam but its answer is lost; Seam issues and notifies meanwhile.
+    await fail_next(
+        fake_seam, count=1, status=502, endpoint="/access_grants/create", after_success=True
+    )
     await put_reservation(client, "bk-1")
     await run_jobs(runtime)  # the create's answer is lost: a retry is scheduled
     await fake_seam.drain()  # access_method.issued arrives for a grant guestkey has not stored

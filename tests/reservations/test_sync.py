@@ -19,6 +19,7 @@ from tests.conftest import job_counts, make_retries_due, run_jobs
 from tests.factories import (
     BACK_DOOR,
     FRONT_DOOR,
+    fail_next,
     fake_control,
     fake_state,
     grant_device_ids,
@@ -33,12 +34,6 @@ async def codes_not_issued(fake_seam: Any) -> None:
     """These tests are about the grant: the fake issues no code, so no webhook follows."""
     async with fake_control(fake_seam) as control:
         await control.post("/_fake/auto_issue", json={"enabled": False})
-
-
-async def fail_next(fake: Any, **rule: Any) -> None:
-    async with fake_control(fake) as control:
-        response = await control.post("/_fake/fail", json=rule)
-        assert response.status_code == 200, response.text
 
 
 async def grants_at_fake(fake: Any) -> list[dict[str, Any]]:
