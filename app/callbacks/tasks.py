@@ -11,6 +11,7 @@ from svix.webhooks import Webhook
 
 from app.config import split_secrets
 from app.worker.app import jobs, observed, runtime_of
+from app.worker.queue import Priority
 from app.worker.retry import CALLBACK_RETRY, RetryLater
 
 log = structlog.get_logger(__name__)
@@ -20,7 +21,7 @@ class CallbackNotAccepted(RetryLater):
     pass
 
 
-@jobs.task(name="callbacks.send", pass_context=True, retry=CALLBACK_RETRY)
+@jobs.task(name="callbacks.send", pass_context=True, retry=CALLBACK_RETRY, priority=Priority.STAY)
 @observed("callbacks.send")
 async def send_callback(
     context: procrastinate.JobContext, message_id: str, body: dict[str, Any]

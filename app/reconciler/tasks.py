@@ -6,6 +6,7 @@ import procrastinate
 
 from app.reconciler import flows
 from app.worker.app import jobs, observed, runtime_of
+from app.worker.queue import Priority
 from app.worker.retry import RETRY
 
 
@@ -23,7 +24,9 @@ async def reconcile(context: procrastinate.JobContext, timestamp: int) -> None:
     await flows.reconcile(runtime_of(context))
 
 
-@jobs.task(name="reconciler.poll_reservation", pass_context=True, retry=RETRY)
+@jobs.task(
+    name="reconciler.poll_reservation", pass_context=True, retry=RETRY, priority=Priority.STAY
+)
 @observed("reconciler.poll_reservation")
 async def poll_reservation(context: procrastinate.JobContext, reservation_id: str) -> None:
     await flows.poll_reservation(runtime_of(context), reservation_id=uuid.UUID(reservation_id))

@@ -8,6 +8,7 @@ outside database transactions; each result is written in a short transaction of 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -140,26 +141,32 @@ def _window(granted: dict[str, Any]) -> dict[str, str]:
 
 
 async def _find_or_create(seam: SeamGateway, wanted: Wanted) -> Any:
-    existing = await seam.find_grant(wanted.access_grant_key)
-    if existing is not None:
-        return existing
+    """Create first, look up only when Seam refuses: a grant key is unique in the workspace,
+    and so is a guest's inline identity, so a refusal is what tells a retried create (whose
+    first answer was lost) and a returning guest apart from a new stay of a new guest, which
+    costs one call."""
+    create = functools.partial(
+        seam.create_grant,
+        access_grant_key=wanted.access_grant_key,
+        name=wanted.grant_name,
+        guest=wanted.guest,
+        starts_at=wanted.starts_at,
+        ends_at=wanted.ends_at,
+        device_ids=wanted.device_ids,
+        acs_entrance_ids=wanted.acs_entrance_ids,
+        space_ids=wanted.space_ids,
+    )
     try:
-        return await seam.create_grant(
-            access_grant_key=wanted.access_grant_key,
-            name=wanted.grant_name,
-            guest=wanted.guest,
-            starts_at=wanted.starts_at,
-            ends_at=wanted.ends_at,
-            device_ids=wanted.device_ids,
-            acs_entrance_ids=wanted.acs_entrance_ids,
-            space_ids=wanted.space_ids,
-        )
+        return await create()
     except PermanentSeamError:
-        # A create whose response was lost may have landed after our look-up: the key says.
+        # The error type of a duplicate key is not documented: the key itself says.
         existing = await seam.find_grant(wanted.access_grant_key)
         if existing is not None:
             return existing
-        raise
+        identity_id = await seam.find_user_identity(wanted.guest)
+        if identity_id is None:
+            raise  # refused for another reason (unknown door, bad times): Seam's words stand
+    return await create(user_identity_id=identity_id)
 
 
 async def _create_grant(runtime: Runtime, wanted: Wanted) -> None:

@@ -30,7 +30,7 @@ from app.reservations.models import (
     ReservationStatus,
 )
 from app.reservations.schemas import ReservationIn
-from app.worker.queue import defer
+from app.worker.queue import Priority, defer
 
 GRANT_FIELDS = ("starts_at", "ends_at", "device_ids", "acs_entrance_ids", "space_ids")
 GUEST_CONTACT_FIELDS = ("guest_email", "guest_phone")
@@ -48,7 +48,10 @@ def reservation_lock(reservation_id: uuid.UUID) -> str:
     return f"reservation:{reservation_id}"
 
 
-async def enqueue_sync(session: AsyncSession, *, reservation_id: uuid.UUID) -> None:
+async def enqueue_sync(
+    session: AsyncSession, *, reservation_id: uuid.UUID, new: bool = False
+) -> None:
+    """`new`: the reservation's first sync, which waits behind work on existing stays."""
     from app.reservations.tasks import sync_reservation
 
     await defer(
@@ -56,6 +59,7 @@ async def enqueue_sync(session: AsyncSession, *, reservation_id: uuid.UUID) -> N
         sync_reservation,
         lock=reservation_lock(reservation_id),
         queueing_lock=f"reservation-sync:{reservation_id}",
+        priority=Priority.NEW_STAY if new else None,
         reservation_id=str(reservation_id),
     )
 
@@ -145,7 +149,7 @@ async def put_reservation(
         )
         if inserted is not None:
             await record_event(session, reservation_id=reservation_id, kind="requested")
-            await enqueue_sync(session, reservation_id=reservation_id)
+            await enqueue_sync(session, reservation_id=reservation_id, new=True)
             created = await session.get(Reservation, reservation_id)
             assert created is not None
             return created, True

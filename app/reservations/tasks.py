@@ -6,10 +6,11 @@ import procrastinate
 
 from app.reservations import flows
 from app.worker.app import jobs, observed, runtime_of
+from app.worker.queue import Priority
 from app.worker.retry import RETRY
 
 
-@jobs.task(name="reservations.sync", pass_context=True, retry=RETRY)
+@jobs.task(name="reservations.sync", pass_context=True, retry=RETRY, priority=Priority.STAY)
 @observed("reservations.sync")
 async def sync_reservation(context: procrastinate.JobContext, reservation_id: str) -> None:
     """Make Seam's access grant match the reservation (create, move, replace or delete)."""

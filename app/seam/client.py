@@ -237,14 +237,16 @@ class SeamGateway:
         device_ids: Sequence[str],
         acs_entrance_ids: Sequence[str],
         space_ids: Sequence[str],
+        user_identity_id: str | None = None,
     ) -> Grant:
-        identity_id = await self.find_user_identity(guest)
+        """One create call: for the identity `user_identity_id` when given, else with the guest
+        as an inline identity (which Seam refuses when that guest already has one)."""
         identity: dict[str, Any] = {}
-        if identity_id is None:
+        if user_identity_id is None:
             identity = {"full_name": guest.full_name, "user_identity_key": guest.user_identity_key}
             if guest.email_address:
                 identity["email_address"] = guest.email_address
-            else:
+            elif guest.phone_number:
                 identity["phone_number"] = guest.phone_number
         resource = await self._call(
             "access_grants.create",
@@ -257,7 +259,7 @@ class SeamGateway:
                 device_ids=list(device_ids) or None,
                 acs_entrance_ids=list(acs_entrance_ids) or None,
                 space_ids=list(space_ids) or None,
-                user_identity_id=identity_id,
+                user_identity_id=user_identity_id,
                 user_identity=identity or None,
             ),
         )

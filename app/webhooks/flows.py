@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from sqlalchemy import or_, select, update
@@ -22,7 +22,7 @@ from app.reservations.service import record_event, reservation_lock
 from app.runtime import Runtime
 from app.webhooks.events import ACCESS_METHOD_CODE_EVENTS, HANDLED_EVENTS, UNHANDLED
 from app.webhooks.models import SeamWebhook
-from app.worker.queue import defer
+from app.worker.queue import Priority, defer
 from app.worker.retry import RetryLater
 
 log = structlog.get_logger(__name__)
@@ -46,15 +46,24 @@ def _strings(*values: Any) -> list[str]:
     return found
 
 
-async def find_reservation(session: AsyncSession, payload: dict[str, Any]) -> uuid.UUID | None:
+class Route(NamedTuple):
+    reservation_id: uuid.UUID
+    granted: bool  # guestkey has stored the reservation's grant (its first sync is done)
+
+
+async def find_reservation(session: AsyncSession, payload: dict[str, Any]) -> Route | None:
     """By our grant key, the access method id, or the grant id(s) the event names."""
     keys = _strings(payload.get("access_grant_key"), payload.get("access_grant_keys"))
     if keys:
-        found = await session.scalar(
-            select(Reservation.id).where(Reservation.access_grant_key.in_(keys)).limit(1)
-        )
-        if found is not None:
-            return found
+        row = (
+            await session.execute(
+                select(Reservation.id, Reservation.access_grant_id.is_not(None))
+                .where(Reservation.access_grant_key.in_(keys))
+                .limit(1)
+            )
+        ).first()
+        if row is not None:
+            return Route(row[0], bool(row[1]))
     method_ids = _strings(payload.get("access_method_id"))
     grant_ids = _strings(payload.get("access_grant_id"), payload.get("access_grant_ids"))
     if method_ids or grant_ids:
@@ -69,11 +78,13 @@ async def find_reservation(session: AsyncSession, payload: dict[str, Any]) -> uu
             .limit(1)
         )
         if found is not None:
-            return found
+            return Route(found, granted=True)  # access methods are stored with the grant
     if grant_ids:
-        return await session.scalar(
+        found = await session.scalar(
             select(Reservation.id).where(Reservation.access_grant_id.in_(grant_ids)).limit(1)
         )
+        if found is not None:
+            return Route(found, granted=True)
     return None
 
 
@@ -93,24 +104,28 @@ async def enqueue_handling(
     """Enqueue the work for a stored, handled event, in the caller's transaction: straight
     to the reservation's queue when guestkey already knows whose it is (one indexed read),
     else to routing, which retries while the grant may still be on its way."""
-    reservation_id = await find_reservation(session, payload)
-    if reservation_id is None:
+    route = await find_reservation(session, payload)
+    if route is None:
         from app.webhooks.tasks import process_seam_event
 
         await defer(session, process_seam_event, webhook_id=str(webhook_id))
         return
-    await _route(session, webhook_id, reservation_id)
+    await _route(session, webhook_id, route)
 
 
-async def _route(session: AsyncSession, webhook_id: uuid.UUID, reservation_id: uuid.UUID) -> None:
+async def _route(session: AsyncSession, webhook_id: uuid.UUID, route: Route) -> None:
+    """Hand the event to its reservation's queue. Until guestkey has stored the grant, the
+    event waits for the reservation's first sync, so it must not outrank that sync: a waiting
+    job of higher priority holds back every job of lower priority under the same lock."""
     from app.webhooks.tasks import apply_seam_event as apply_task
 
     await _finish(session, webhook_id, "routed")
     await defer(
         session,
         apply_task,
-        lock=reservation_lock(reservation_id),
-        reservation_id=str(reservation_id),
+        lock=reservation_lock(route.reservation_id),
+        priority=None if route.granted else Priority.NEW_STAY,
+        reservation_id=str(route.reservation_id),
         webhook_id=str(webhook_id),
     )
 
@@ -125,14 +140,14 @@ async def route_seam_event(runtime: Runtime, *, webhook_id: uuid.UUID) -> None:
             await _finish(session, webhook_id, "ignored", UNHANDLED)
             await session.commit()
             return
-        reservation_id = await find_reservation(session, webhook.payload)
-        if reservation_id is None:
+        route = await find_reservation(session, webhook.payload)
+        if route is None:
             if utcnow() - webhook.received_at < ROUTING_PATIENCE:
                 raise EventNotYetRoutable(f"no reservation (yet) for {event_type}")
             await _finish(session, webhook_id, "ignored", "not a guestkey grant")
             await session.commit()
             return
-        await _route(session, webhook_id, reservation_id)
+        await _route(session, webhook_id, route)
         await session.commit()
 
 

@@ -6,17 +6,20 @@ import procrastinate
 
 from app.webhooks import flows
 from app.worker.app import jobs, observed, runtime_of
+from app.worker.queue import Priority
 from app.worker.retry import RETRY
 
 
-@jobs.task(name="webhooks.process_seam_event", pass_context=True, retry=RETRY)
+@jobs.task(
+    name="webhooks.process_seam_event", pass_context=True, retry=RETRY, priority=Priority.STAY
+)
 @observed("webhooks.process_seam_event")
 async def process_seam_event(context: procrastinate.JobContext, webhook_id: str) -> None:
     """Find whose reservation a stored Seam event concerns and hand it over."""
     await flows.route_seam_event(runtime_of(context), webhook_id=uuid.UUID(webhook_id))
 
 
-@jobs.task(name="webhooks.apply_seam_event", pass_context=True, retry=RETRY)
+@jobs.task(name="webhooks.apply_seam_event", pass_context=True, retry=RETRY, priority=Priority.STAY)
 @observed("webhooks.apply_seam_event")
 async def apply_seam_event(
     context: procrastinate.JobContext, reservation_id: str, webhook_id: str

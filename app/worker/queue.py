@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import IntEnum
 from typing import Any
 
 import procrastinate
@@ -13,6 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 log = structlog.get_logger(__name__)
 
 
+class Priority(IntEnum):
+    """Workers take the highest priority first (then the oldest job): the later stages of a
+    stay's pipeline go before the first step of newer stays, so under a burst of bookings each
+    guest's code goes out in turn instead of every code waiting for the whole burst's grants.
+    Jobs sharing a reservation lock run in priority order too, and a reservation's first sync
+    is its only job until its grant exists."""
+
+    NEW_STAY = 0  # the first sync of a new reservation; the reconciler's passes, maintenance
+    STAY = 10  # changes, cancellations, Seam events, polls, callbacks
+    DELIVERY = 20  # a code on its way to a guest
+
+
 async def defer(
     session: AsyncSession,
     task: procrastinate.tasks.Task[Any, Any, Any],
@@ -20,6 +33,7 @@ async def defer(
     lock: str | None = None,
     queueing_lock: str | None = None,
     schedule_at: datetime | None = None,
+    priority: Priority | None = None,
     **arguments: Any,
 ) -> bool:
     """Enqueue `task` on the session's own connection, inside its transaction.
@@ -36,6 +50,7 @@ async def defer(
         lock=lock,
         queueing_lock=queueing_lock,
         schedule_at=schedule_at,
+        priority=priority,
         connection=driver_connection,
     )
     if queueing_lock is None:
