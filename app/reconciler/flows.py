@@ -134,7 +134,7 @@ async def _cursor(session: AsyncSession) -> datetime:
 
 
 async def catch_up_events(runtime: Runtime, *, max_pages: int = 5) -> int:
-    from app.webhooks.flows import enqueue_handling
+    from app.webhooks.flows import enqueue_stored
 
     stored = 0
     async with runtime.sessionmaker() as session:
@@ -164,7 +164,7 @@ async def catch_up_events(runtime: Runtime, *, max_pages: int = 5) -> int:
                     .returning(SeamWebhook.id)
                 )
                 if inserted is not None and handled:
-                    await enqueue_handling(session, webhook_id=inserted, payload=event)
+                    await enqueue_stored(session, webhook_id=inserted, payload=event)
                 if inserted is not None:
                     stored += 1
             if len(events) < 500:

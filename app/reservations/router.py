@@ -128,7 +128,10 @@ async def put_reservation(
         delivery_lead=runtime.settings.guestkey_delivery_lead,
         reconcile_after=runtime.settings.guestkey_reconcile_after,
     )
-    resource = await _present_one(session, runtime, reservation)
+    if created:  # nothing refers to a row this transaction made: no related rows to read
+        resource = present(reservation, service.Related(), runtime.cipher)
+    else:
+        resource = await _present_one(session, runtime, reservation)
     await session.commit()
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return resource

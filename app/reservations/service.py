@@ -51,7 +51,8 @@ def reservation_lock(reservation_id: uuid.UUID) -> str:
 async def enqueue_sync(
     session: AsyncSession, *, reservation_id: uuid.UUID, new: bool = False
 ) -> None:
-    """`new`: the reservation's first sync, which waits behind work on existing stays."""
+    """`new`: the first sync of a reservation this transaction created; it waits behind work
+    on existing stays."""
     from app.reservations.tasks import sync_reservation
 
     await defer(
@@ -60,6 +61,7 @@ async def enqueue_sync(
         lock=reservation_lock(reservation_id),
         queueing_lock=f"reservation-sync:{reservation_id}",
         priority=Priority.NEW_STAY if new else None,
+        lock_is_new=new,
         reservation_id=str(reservation_id),
     )
 

@@ -99,27 +99,42 @@ async def _finish(
 
 
 async def enqueue_handling(
-    session: AsyncSession, *, webhook_id: uuid.UUID, payload: dict[str, Any]
+    session: AsyncSession, *, webhook_id: uuid.UUID, route: Route | None
 ) -> None:
     """Enqueue the work for a stored, handled event, in the caller's transaction: straight
-    to the reservation's queue when guestkey already knows whose it is (one indexed read),
-    else to routing, which retries while the grant may still be on its way."""
-    route = await find_reservation(session, payload)
+    to the reservation's queue when intake found whose it is (`find_reservation`, one
+    indexed read; the event is then stored as routed), else to routing, which retries while
+    the grant may still be on its way."""
     if route is None:
         from app.webhooks.tasks import process_seam_event
 
         await defer(session, process_seam_event, webhook_id=str(webhook_id))
         return
+    await _defer_apply(session, webhook_id, route)
+
+
+async def enqueue_stored(
+    session: AsyncSession, *, webhook_id: uuid.UUID, payload: dict[str, Any]
+) -> None:
+    """`enqueue_handling` for an event already stored as received (the events.list catch-up)."""
+    route = await find_reservation(session, payload)
+    if route is None:
+        await enqueue_handling(session, webhook_id=webhook_id, route=None)
+        return
     await _route(session, webhook_id, route)
 
 
 async def _route(session: AsyncSession, webhook_id: uuid.UUID, route: Route) -> None:
+    await _finish(session, webhook_id, "routed")
+    await _defer_apply(session, webhook_id, route)
+
+
+async def _defer_apply(session: AsyncSession, webhook_id: uuid.UUID, route: Route) -> None:
     """Hand the event to its reservation's queue. Until guestkey has stored the grant, the
     event waits for the reservation's first sync, so it must not outrank that sync: a waiting
     job of higher priority holds back every job of lower priority under the same lock."""
     from app.webhooks.tasks import apply_seam_event as apply_task
 
-    await _finish(session, webhook_id, "routed")
     await defer(
         session,
         apply_task,
@@ -159,10 +174,17 @@ async def apply_seam_event(
         if webhook is None or webhook.payload is None:
             return
         payload, event_type = webhook.payload, webhook.event_type or ""
+        log.info("webhooks.seam.apply", event_type=event_type, reservation_id=str(reservation_id))
+        access_method_id = payload.get("access_method_id")
+        code_event = event_type in ACCESS_METHOD_CODE_EVENTS and isinstance(access_method_id, str)
+        if not code_event:
+            # Nothing to ask Seam: the record and the event's outcome in one transaction.
+            await _record_seam_event(session, reservation_id, event_type, payload)
+            await _finish(session, webhook_id, "processed")
+            await session.commit()
+            return
 
-    log.info("webhooks.seam.apply", event_type=event_type, reservation_id=str(reservation_id))
-    access_method_id = payload.get("access_method_id")
-    if event_type in ACCESS_METHOD_CODE_EVENTS and isinstance(access_method_id, str):
+    if isinstance(access_method_id, str):  # a code event: re-read the code from Seam
         grant_ids = _strings(payload.get("access_grant_id"), payload.get("access_grant_ids"))
         await reservation_flows.refresh_access_method(
             runtime,
@@ -172,10 +194,6 @@ async def apply_seam_event(
             backup_code=bool(payload.get("is_backup_code")),
             seam_event=event_type,
         )
-    else:
-        async with runtime.sessionmaker() as session:
-            await _record_seam_event(session, reservation_id, event_type, payload)
-            await session.commit()
     async with runtime.sessionmaker() as session:
         await _finish(session, webhook_id, "processed")
         await session.commit()

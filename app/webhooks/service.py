@@ -76,20 +76,25 @@ _INSERT = insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.id)
 
 
 async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) -> Intake:
+    from app.webhooks.flows import enqueue_handling, find_reservation
+
     payload, problem = parse_event(body)
     row: dict[str, Any] = {"id": uuid.uuid4(), "svix_id": svix_id}
     handled = False
+    route = None
     if problem is None:
         assert payload is not None
         handled = payload["event_type"] in HANDLED_EVENTS
+        if handled:
+            route = await find_reservation(session, payload)
         row |= {
             "event_id": payload["event_id"],
             "event_type": payload["event_type"],
             "payload": redact(payload),
             "raw_body": None,
-            "outcome": "received" if handled else "ignored",
+            "outcome": ("routed" if route else "received") if handled else "ignored",
             "outcome_reason": None if handled else UNHANDLED,
-            "processed_at": None if handled else utcnow(),
+            "processed_at": None if handled and route is None else utcnow(),
         }
     else:
         row |= {
@@ -110,8 +115,5 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
     if not handled:
         return Intake("ignored")  # stored for the record; no job, nothing to do
 
-    from app.webhooks.flows import enqueue_handling
-
-    assert payload is not None
-    await enqueue_handling(session, webhook_id=inserted, payload=payload)
+    await enqueue_handling(session, webhook_id=inserted, route=route)
     return Intake("accepted")

@@ -34,13 +34,15 @@ async def defer(
     queueing_lock: str | None = None,
     schedule_at: datetime | None = None,
     priority: Priority | None = None,
+    lock_is_new: bool = False,
     **arguments: Any,
 ) -> bool:
     """Enqueue `task` on the session's own connection, inside its transaction.
 
     The job exists if and only if the caller commits. With a `queueing_lock`, a job that is
     already waiting makes this one redundant: it is skipped (in a savepoint, so the caller's
-    transaction goes on) and False is returned.
+    transaction goes on) and False is returned. `lock_is_new`: the queueing lock names
+    something this transaction created, so no job can hold it yet and no savepoint is needed.
     """
     connection = await session.connection()
     raw = await connection.get_raw_connection()
@@ -53,8 +55,8 @@ async def defer(
         priority=priority,
         connection=driver_connection,
     )
-    if queueing_lock is None:
-        # Nothing to skip: no savepoint (two round trips fewer on every webhook and PUT).
+    if queueing_lock is None or lock_is_new:
+        # Nothing to skip: no savepoint (two round trips fewer on every webhook and new PUT).
         await configured.defer_async(**arguments)
         return True
     try:
