@@ -63,9 +63,10 @@ def create_app(
         redirect_slashes=False,  # a key that ends in "/" is not another route: 404, not 307
     )
     install_error_handlers(app)
+    # Routes are matched in order: Seam's webhooks, the busiest path, first.
+    app.include_router(webhooks_router)
     app.include_router(health.router)
     app.include_router(reservations_router)
-    app.include_router(webhooks_router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.guestkey_max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

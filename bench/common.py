@@ -191,16 +191,44 @@ def guestkey_serve(
     worker: bool = True,
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Process]:
+    """`env`: a `guestkey_env` shared with a `guestkey_worker` (same encryption key)."""
     port = port or free_port()
     argv = [GUESTKEY, "serve", "--port", str(port)]
     if not worker:
         argv.append("--no-worker")
-    env = guestkey_env(url, seam_url=seam_url, smtp_port=smtp_port) | (extra_env or {})
+    env = (env or guestkey_env(url, seam_url=seam_url, smtp_port=smtp_port)) | (extra_env or {})
     with running(
         "guestkey" if worker else "guestkey-api", argv, port=port, env=env, ready_path="/readyz"
     ) as process:
         yield process
+
+
+@contextmanager
+def guestkey_worker(env: dict[str, str]) -> Iterator[Process]:
+    """`guestkey worker` (no HTTP port): ready once it logs that it started."""
+    log_path = LOG_DIR / f"guestkey-worker-{time.monotonic_ns()}.log"
+    with log_path.open("wb") as log_file:
+        popen = subprocess.Popen(
+            [GUESTKEY, "worker"],
+            env={**_clean_env(), **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=LOG_DIR,
+        )
+    process = Process("guestkey-worker", popen, log_path, "")
+    try:
+        deadline = time.monotonic() + 60
+        while "guestkey.worker" not in log_path.read_text(errors="replace"):
+            if popen.poll() is not None:
+                raise RuntimeError(f"guestkey worker exited early:\n{process.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"guestkey worker not ready:\n{process.log_tail()}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.stop()
 
 
 @contextmanager
