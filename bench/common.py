@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.parser import BytesParser
@@ -134,7 +134,31 @@ LOG_DIR = Path(tempfile.mkdtemp(prefix="guestkey-bench-"))
 def running(
     name: str, argv: list[str], *, port: int, env: dict[str, str], ready_path: str
 ) -> Iterator[Process]:
-    log_path = LOG_DIR / f"{name}-{port}.log"
+    """A server process, ready once `ready_path` answers 200."""
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(url + ready_path, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    with started(name, argv, env=env, log_name=f"{name}-{port}", url=url, ready=ready) as process:
+        yield process
+
+
+@contextmanager
+def started(
+    name: str,
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    log_name: str,
+    url: str,
+    ready: Callable[[], bool],
+) -> Iterator[Process]:
+    """Start `argv` with its output in LOG_DIR, wait up to 60 s for `ready`, stop it after."""
+    log_path = LOG_DIR / f"{log_name}.log"
     with log_path.open("wb") as log_file:
         popen = subprocess.Popen(
             argv,
@@ -143,17 +167,12 @@ def running(
             stderr=subprocess.STDOUT,
             cwd=LOG_DIR,
         )
-    process = Process(name, popen, log_path, f"http://127.0.0.1:{port}")
+    process = Process(name, popen, log_path, url)
     try:
         deadline = time.monotonic() + 60
-        while True:
+        while not ready():
             if popen.poll() is not None:
                 raise RuntimeError(f"{name} exited early:\n{process.log_tail()}")
-            try:
-                if httpx.get(process.url + ready_path, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not ready after 60 s:\n{process.log_tail()}")
             time.sleep(0.1)
@@ -208,27 +227,14 @@ def guestkey_serve(
 @contextmanager
 def guestkey_worker(env: dict[str, str]) -> Iterator[Process]:
     """`guestkey worker` (no HTTP port): ready once it logs that it started."""
-    log_path = LOG_DIR / f"guestkey-worker-{time.monotonic_ns()}.log"
-    with log_path.open("wb") as log_file:
-        popen = subprocess.Popen(
-            [GUESTKEY, "worker"],
-            env={**_clean_env(), **env},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=LOG_DIR,
-        )
-    process = Process("guestkey-worker", popen, log_path, "")
-    try:
-        deadline = time.monotonic() + 60
-        while "guestkey.worker" not in log_path.read_text(errors="replace"):
-            if popen.poll() is not None:
-                raise RuntimeError(f"guestkey worker exited early:\n{process.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"guestkey worker not ready:\n{process.log_tail()}")
-            time.sleep(0.1)
-        yield process
-    finally:
-        process.stop()
+    log_name = f"guestkey-worker-{time.monotonic_ns()}"
+
+    def ready() -> bool:
+        return "guestkey.worker" in (LOG_DIR / f"{log_name}.log").read_text(errors="replace")
+
+    argv = [GUESTKEY, "worker"]
+    with started("guestkey-worker", argv, env=env, log_name=log_name, url="", ready=ready) as p:
+        yield p
 
 
 @contextmanager

@@ -242,20 +242,13 @@ def run() -> list[Row]:
         url = database("intake_gk")
         gk = Server("guestkey serve + worker", stack.enter_context(guestkey_serve(url)), url, inbox)
         gk.drain = True
-        url = database("intake_api")
-        api = Server(
-            "guestkey --no-worker",
-            stack.enter_context(guestkey_serve(url, worker=False)),
-            url,
-            inbox,
-        )
-        url = database("intake_mix")
-        mix = Server(
-            "guestkey --no-worker, Seam's mix",
-            stack.enter_context(guestkey_serve(url, worker=False)),
-            url,
-            inbox,
-        )
+
+        def api_replica(name: str, label: str) -> Server:
+            url = database(label)
+            return Server(name, stack.enter_context(guestkey_serve(url, worker=False)), url, inbox)
+
+        api = api_replica("guestkey --no-worker", "intake_api")
+        mix = api_replica("guestkey --no-worker, Seam's mix", "intake_mix")
         stays = seed_stays(mix.url, STAYS)
         mix.events = lambda: seam_mix(stays)
         servers = [ref, gk, api, mix]

@@ -28,6 +28,18 @@ async def started_jobs(runtime: Runtime) -> list[tuple[str, str]]:
         return [(task, key) for task, key in rows.all()]
 
 
+async def default_jobs(runtime: Runtime, column: str, where: str = "true") -> list[tuple[str, Any]]:
+    """(task, `column`) of the default queue's jobs, oldest first."""
+    async with runtime.engine.connect() as connection:
+        rows = await connection.execute(
+            text(
+                f"SELECT task_name, {column} FROM procrastinate_jobs "
+                f"WHERE queue_name = 'default' AND {where} ORDER BY id"
+            )
+        )
+        return [(task, value) for task, value in rows.all()]
+
+
 async def test_an_issued_code_goes_out_before_a_newer_reservations_grant_is_made(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any, mailbox: Mailbox
 ) -> None:
@@ -80,32 +92,16 @@ async def test_an_event_routed_before_its_grant_is_stored_does_not_hold_back_the
         assert response.status_code == 200, response.text
     await fake_seam.drain()
 
-    async with runtime.engine.connect() as connection:
-        waiting = (
-            await connection.execute(
-                text(
-                    "SELECT task_name, priority FROM procrastinate_jobs "
-                    "WHERE status = 'todo' AND queue_name = 'default' ORDER BY id"
-                )
-            )
-        ).all()
-    assert [tuple(row) for row in waiting] == [
+    waiting = await default_jobs(runtime, "priority", "status = 'todo'")
+    assert waiting == [
         ("reservations.sync", Priority.NEW_STAY),
         ("webhooks.apply_seam_event", Priority.NEW_STAY),
     ]
     await make_retries_due(runtime)
     await settle(runtime)
     assert (await client.get("/v1/reservations/early")).json()["status"] == "delivered"
-    async with runtime.engine.connect() as connection:
-        outcomes = (
-            await connection.execute(
-                text(
-                    "SELECT task_name, status FROM procrastinate_jobs "
-                    "WHERE queue_name = 'default' ORDER BY id"
-                )
-            )
-        ).all()
-    assert [tuple(row) for row in outcomes[:2]] == [
+    outcomes = await default_jobs(runtime, "status")
+    assert outcomes[:2] == [
         ("reservations.sync", "succeeded"),
         ("webhooks.apply_seam_event", "succeeded"),
     ]
