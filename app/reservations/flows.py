@@ -99,25 +99,42 @@ class Wanted:
         return f"{self.guest.full_name}{place} ({self.reservation_key})"
 
 
-async def sync_reservation(runtime: Runtime, *, reservation_id: uuid.UUID) -> None:
-    async with runtime.sessionmaker() as session:
-        reservation = await session.get(Reservation, reservation_id)
-        if reservation is None:
-            return
-        wanted = Wanted.of(reservation)
+# A sync takes one step at a time until Seam matches the reservation: usually one (create,
+# move, replace or revoke), more when a create finds the grant of an earlier attempt whose
+# answer was lost, and which holds the times and doors of before a change.
+MAX_SYNC_STEPS = 4
 
-    logger = log.bind(reservation_id=str(reservation_id))
+
+async def sync_reservation(runtime: Runtime, *, reservation_id: uuid.UUID) -> None:
+    for _ in range(MAX_SYNC_STEPS):
+        async with runtime.sessionmaker() as session:
+            reservation = await session.get(Reservation, reservation_id)
+            if reservation is None:
+                return
+            wanted = Wanted.of(reservation)
+        if not await _sync_step(runtime, wanted):
+            return
+    log.warning("reservations.sync.unsettled", reservation_id=str(reservation_id))
+
+
+async def _sync_step(runtime: Runtime, wanted: Wanted) -> bool:
+    """One step towards the reservation at Seam; False when there was nothing (more) to do."""
+    logger = log.bind(reservation_id=str(wanted.id))
     try:
         if wanted.status == ReservationStatus.CANCELLED:
             await _revoke(runtime, wanted)
-        elif wanted.status == ReservationStatus.FAILED:
-            return
-        elif wanted.access_grant_id is None:
+            return False
+        if wanted.status == ReservationStatus.FAILED:
+            return False
+        if wanted.access_grant_id is None:
             await _create_grant(runtime, wanted)
         elif wanted.granted is None or _doors(wanted.granted) != wanted.doors:
             await _replace_grant(runtime, wanted)
         elif _window(wanted.granted) != wanted.window:
             await _move_grant(runtime, wanted)
+        else:
+            return False
+        return True
     except PermanentSeamError as error:
         logger.warning("reservations.sync.failed", error_type=error.error_type, status=error.status)
         await _mark_failed(runtime, wanted, str(error))
@@ -130,6 +147,7 @@ async def sync_reservation(runtime: Runtime, *, reservation_id: uuid.UUID) -> No
         )
         await _note_error(runtime, wanted, f"Seam unavailable, retrying: {error}")
         raise
+    return False
 
 
 def _doors(granted: dict[str, Any]) -> dict[str, list[str]]:
@@ -140,7 +158,7 @@ def _window(granted: dict[str, Any]) -> dict[str, str]:
     return {"starts_at": granted.get("starts_at", ""), "ends_at": granted.get("ends_at", "")}
 
 
-async def _find_or_create(seam: SeamGateway, wanted: Wanted) -> Any:
+async def _find_or_create(seam: SeamGateway, wanted: Wanted) -> tuple[Any, bool]:
     """Create first, look up only when Seam refuses: a grant key is unique in the workspace,
     and so is a guest's inline identity, so a refusal is what tells a retried create (whose
     first answer was lost) and a returning guest apart from a new stay of a new guest, which
@@ -157,38 +175,39 @@ async def _find_or_create(seam: SeamGateway, wanted: Wanted) -> Any:
         space_ids=wanted.space_ids,
     )
     try:
-        return await create()
+        return await create(), True
     except PermanentSeamError:
         # The error type of a duplicate key is not documented: the key itself says.
         existing = await seam.find_grant(wanted.access_grant_key)
         if existing is not None:
-            return existing
+            return existing, False
         identity_id = await seam.find_user_identity(wanted.guest)
         if identity_id is None:
             raise  # refused for another reason (unknown door, bad times): Seam's words stand
-    return await create(user_identity_id=identity_id)
+    return await create(user_identity_id=identity_id), True
 
 
 async def _create_grant(runtime: Runtime, wanted: Wanted) -> None:
-    grant = await _find_or_create(runtime.seam, wanted)
+    grant, made = await _find_or_create(runtime.seam, wanted)
     missing = [
         error
         for error in grant.errors
         if error.get("error_code") == "cannot_create_requested_access_methods"
     ]
-    # A grant found by key may predate a change of times (its create's answer was lost):
-    # record the times Seam holds, so the sync queued by that change moves them.
+    # A grant found by key may predate a change (its create's answer was lost): record the
+    # times and doors Seam holds, so the sync's next step moves or replaces it.
     held_window = {
         "starts_at": _utc_iso(grant.starts_at) or wanted.window["starts_at"],
         "ends_at": _utc_iso(grant.ends_at) or wanted.window["ends_at"],
     }
+    held_doors = wanted.doors if made else await _held_doors(runtime.seam, grant, wanted)
     async with runtime.sessionmaker() as session:
         await session.execute(
             update(Reservation)
             .where(Reservation.id == wanted.id)
             .values(
                 access_grant_id=grant.access_grant_id,
-                granted={**wanted.doors, **held_window},
+                granted={**held_doors, **held_window},
                 last_error=None,
                 next_check_at=utcnow() + runtime.settings.guestkey_reconcile_after,
                 check_count=0,
@@ -226,6 +245,27 @@ async def _create_grant(runtime: Runtime, wanted: Wanted) -> None:
             wanted,
             f"Seam could not create a PIN code for {devices or 'some doors'}: {message}",
         )
+
+
+async def _held_doors(seam: SeamGateway, grant: Any, wanted: Wanted) -> dict[str, list[str]]:
+    """The doors of a grant found by key, as far as Seam tells: the locks and entrances its
+    codes open (`get_related`; a grant carries no door ids itself). When they are not the
+    wanted ones, the doors it holds are returned, and the sync replaces the grant. Spaces are
+    not compared: Seam names the doors in a space, not the space."""
+    if not grant.access_method_ids:
+        return wanted.doors  # nothing to ask about: take it as made
+    opened = await seam.doors_of(grant.access_method_ids)
+    held = {
+        "device_ids": sorted(door.id for door in opened if door.type == "device"),
+        "acs_entrance_ids": sorted(door.id for door in opened if door.type == "acs_entrance"),
+    }
+    asked = {name: sorted(wanted.doors[name]) for name in held}
+    same = (
+        all(set(asked[name]) <= set(held[name]) for name in held)
+        if wanted.space_ids
+        else asked == held
+    )
+    return wanted.doors if same else {**held, "space_ids": []}
 
 
 async def _store_access_methods(

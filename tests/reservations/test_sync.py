@@ -26,6 +26,7 @@ from tests.factories import (
     put_reservation,
     reservation_body,
     seam_calls,
+    stay,
 )
 
 
@@ -169,6 +170,56 @@ async def test_lost_create_response_makes_no_second_grant(
     # The retry creates first; Seam refuses the key it already holds, and the grant is found by it.
     creates = await seam_calls(fake_seam, "/access_grants/create")
     assert [call["status"] for call in creates] == [502, 400], creates
+
+
+async def test_a_change_made_while_a_lost_create_awaits_its_retry_reaches_seam(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    """The grant a lost answer made holds the old times and doors; the retry finds it by key
+    and converges it: the new times moved onto it, then the new doors by replacing it."""
+    await fail_next(
+        fake_seam, count=1, status=502, endpoint="/access_grants/create", after_success=True
+    )
+    await put_reservation(client, "bk-1")
+    await run_jobs(runtime)  # made at Seam, answer lost; the sync waits for its retry
+    [lost] = await grants_at_fake(fake_seam)
+    starts_at, ends_at = stay(days_from_now=9, nights=2)
+    changed = reservation_body(starts_at=starts_at, ends_at=ends_at, device_ids=[BACK_DOOR.id])
+    assert (await client.put("/v1/reservations/bk-1", json=changed)).status_code == 200
+
+    await make_retries_due(runtime)
+    await run_jobs(runtime)
+
+    [grant] = await grants_at_fake(fake_seam)
+    assert grant["access_grant_id"] != lost["access_grant_id"]  # doors: a new grant
+    assert grant_device_ids(fake_seam, grant["access_grant_id"]) == [BACK_DOOR.id]
+    assert datetime.fromisoformat(grant["starts_at"]) == datetime.fromisoformat(starts_at)
+    assert datetime.fromisoformat(grant["ends_at"]) == datetime.fromisoformat(ends_at)
+    reservation = (await client.get("/v1/reservations/bk-1")).json()
+    assert reservation["access_grant_id"] == grant["access_grant_id"]
+    assert reservation["status"] == "granted"
+
+
+async def test_a_time_change_made_while_a_lost_create_awaits_its_retry_moves_the_grant(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    await fail_next(
+        fake_seam, count=1, status=502, endpoint="/access_grants/create", after_success=True
+    )
+    await put_reservation(client, "bk-1")
+    await run_jobs(runtime)
+    [lost] = await grants_at_fake(fake_seam)
+    starts_at, ends_at = stay(days_from_now=9, nights=2)
+    changed = reservation_body(starts_at=starts_at, ends_at=ends_at)
+    assert (await client.put("/v1/reservations/bk-1", json=changed)).status_code == 200
+
+    await make_retries_due(runtime)
+    await run_jobs(runtime)
+
+    [grant] = await grants_at_fake(fake_seam)
+    assert grant["access_grant_id"] == lost["access_grant_id"]  # same doors: kept, moved
+    assert datetime.fromisoformat(grant["starts_at"]) == datetime.fromisoformat(starts_at)
+    assert datetime.fromisoformat(grant["ends_at"]) == datetime.fromisoformat(ends_at)
 
 
 async def test_unknown_device_fails_the_reservation_with_the_reason(
