@@ -149,15 +149,24 @@ async def test_retry_after_from_seam_sets_the_next_attempt(
     assert delay is not None and 115 <= float(delay) <= 122
 
 
-async def test_lost_create_response_makes_no_second_grant(
+async def lose_create_answer(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
-) -> None:
+) -> dict[str, Any]:
+    """PUT bk-1 while Seam makes the grant but its answer is lost; the sync waits for its
+    retry. Returns the grant Seam made."""
     await fail_next(
         fake_seam, count=1, status=502, endpoint="/access_grants/create", after_success=True
     )
     await put_reservation(client, "bk-1")
     await run_jobs(runtime)
-    assert len(await grants_at_fake(fake_seam)) == 1  # made, but the answer was lost
+    [made] = await grants_at_fake(fake_seam)
+    return made
+
+
+async def test_lost_create_response_makes_no_second_grant(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    await lose_create_answer(client, runtime, fake_seam)
     assert (await client.get("/v1/reservations/bk-1")).json()["status"] == "pending"
 
     await make_retries_due(runtime)
@@ -177,12 +186,7 @@ async def test_a_change_made_while_a_lost_create_awaits_its_retry_reaches_seam(
 ) -> None:
     """The grant a lost answer made holds the old times and doors; the retry finds it by key
     and converges it: the new times moved onto it, then the new doors by replacing it."""
-    await fail_next(
-        fake_seam, count=1, status=502, endpoint="/access_grants/create", after_success=True
-    )
-    await put_reservation(client, "bk-1")
-    await run_jobs(runtime)  # made at Seam, answer lost; the sync waits for its retry
-    [lost] = await grants_at_fake(fake_seam)
+    lost = await lose_create_answer(client, runtime, fake_seam)
     starts_at, ends_at = stay(days_from_now=9, nights=2)
     changed = reservation_body(starts_at=starts_at, ends_at=ends_at, device_ids=[BACK_DOOR.id])
     assert (await client.put("/v1/reservations/bk-1", json=changed)).status_code == 200
@@ -203,12 +207,7 @@ async def test_a_change_made_while_a_lost_create_awaits_its_retry_reaches_seam(
 async def test_a_time_change_made_while_a_lost_create_awaits_its_retry_moves_the_grant(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
 ) -> None:
-    await fail_next(
-        fake_seam, count=1, status=502, endpoint="/access_grants/create", after_success=True
-    )
-    await put_reservation(client, "bk-1")
-    await run_jobs(runtime)
-    [lost] = await grants_at_fake(fake_seam)
+    lost = await lose_create_answer(client, runtime, fake_seam)
     starts_at, ends_at = stay(days_from_now=9, nights=2)
     changed = reservation_body(starts_at=starts_at, ends_at=ends_at)
     assert (await client.put("/v1/reservations/bk-1", json=changed)).status_code == 200
