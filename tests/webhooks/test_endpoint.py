@@ -143,3 +143,16 @@ async def test_unknown_event_types_are_stored_as_ignored_with_no_job(
         outcome = await session.scalar(select(SeamWebhook.outcome))
         assert outcome == "ignored"
         assert await session.scalar(select(func.count()).select_from(SeamWebhook)) == 1
+
+
+def test_the_readme_lists_exactly_the_event_types_guestkey_acts_on() -> None:
+    """Operators copy the README's list into Seam's webhook subscription."""
+    import re
+    from pathlib import Path
+
+    from app.webhooks.events import HANDLED_EVENTS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("**Seam's webhook subscription.**", 1)[1].split("\n\n", 1)[0]
+    listed = set(re.findall(r"`((?:access_method|access_grant)\.[a-z_]+)`", section))
+    assert listed == HANDLED_EVENTS
