@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 
@@ -30,8 +31,6 @@ def _database_url(settings: Settings) -> str:
 
 
 def serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from app.main import create_app
     from app.migrate import upgrade_to_head
 
@@ -42,10 +41,18 @@ def serve(args: argparse.Namespace) -> None:
         settings.guestkey_worker_concurrency = args.concurrency
     app = create_app(settings, database_url=url, run_worker=not args.no_worker)
     log.info("guestkey.serve", host=args.host, port=args.port, sandbox=settings.sandbox)
+    run_server(app, host=args.host, port=args.port)
+
+
+def run_server(app: Any, *, host: str, port: int) -> None:
+    """uvicorn as `guestkey serve` runs it (the benchmarks' reference apps too): one process,
+    uvicorn's default loop and HTTP parser (uvloop and httptools), guestkey's own access log."""
+    import uvicorn
+
     uvicorn.run(
         app,
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         log_config=None,
         access_log=False,
         proxy_headers=True,

@@ -26,16 +26,12 @@ PREPARED = 30_000
 TARGET = 0.7
 
 
-def _port(process: Process) -> int:
-    return int(process.url.rsplit(":", 1)[1])
-
-
 def _headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
 
 
 def measure(process: Process) -> dict[str, LoadResult]:
-    port = _port(process)
+    port = process.port
     with httpx.Client(base_url=process.url, headers=_headers(), timeout=30) as client:
         for index in range(KEYS):
             response = client.put(f"/v1/reservations/same-{index}", json=body(index))

@@ -105,6 +105,10 @@ class Process:
     def pid(self) -> int:
         return self.popen.pid
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
 

@@ -143,10 +143,6 @@ def seed_stays(url: str, count: int) -> list[tuple[str, str, str]]:
     return [(key, grant, method) for key, grant, method in rows]
 
 
-def _port(process: Process) -> int:
-    return int(process.url.rsplit(":", 1)[1])
-
-
 def wait_for_jobs(url: str, timeout: float = 120) -> float:
     """Seconds until no job is waiting or running (guestkey's worker caught up)."""
     started = time.monotonic()
@@ -177,7 +173,7 @@ class Server:
 
     @property
     def port(self) -> int:
-        return int(self.process.url.rsplit(":", 1)[1])
+        return self.process.port
 
     @property
     def best(self) -> LoadResult:

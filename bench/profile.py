@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from bench.common import LOG_DIR, VENV_BIN, guestkey_serve, say, scratch_database
-from bench.intake import CONNECTIONS, PREPARED, _port, signed_webhooks
+from bench.intake import CONNECTIONS, PREPARED, signed_webhooks
 from bench.load import wrk_run
 
 SECONDS = 15
@@ -46,7 +46,7 @@ def summarise(collapsed: Path, top: int = 25) -> str:
 def run(worker: bool = True) -> None:
     py_spy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
     with scratch_database("profile") as url, guestkey_serve(url, worker=worker) as guestkey:
-        port = _port(guestkey)
+        port = guestkey.port
         requests = signed_webhooks(port, PREPARED)
         out = LOG_DIR / f"profile-{'worker' if worker else 'api'}.collapsed"
         recorder = subprocess.Popen(

@@ -1,9 +1,9 @@
 """How the reference apps are served: exactly as `guestkey serve` serves guestkey.
 
-Same `uvicorn.run` options as app/cli.py (one process, uvicorn's default loop and HTTP
-implementation — uvloop and httptools, both installed — no access log, proxy headers) and the
-same database engine settings as app/db.py (SQLAlchemy async, psycopg 3, pool 10 + 10 overflow,
-pre-ping).
+The same `uvicorn.run` call as `guestkey serve` (`app.cli.run_server`: one process, uvicorn's
+default loop and HTTP implementation — uvloop and httptools, both installed — no access log,
+proxy headers) and the same database engine settings as app/db.py (SQLAlchemy async, psycopg 3,
+pool 10 + 10 overflow, pre-ping).
 """
 
 from __future__ import annotations
@@ -43,18 +43,10 @@ def engine_lifespan(
 
 
 def serve(app: FastAPI) -> None:
-    import uvicorn
+    from app.cli import run_server
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     args = parser.parse_args()
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        timeout_graceful_shutdown=20,
-    )
+    run_server(app, host=args.host, port=args.port)
