@@ -121,23 +121,24 @@ def fake_seam(runtime: Runtime) -> Any:
     return runtime.fake_seam
 
 
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
+def api_client(app: FastAPI, client_name: str) -> httpx.AsyncClient:
+    """An HTTP client of the app, calling as the booking system `client_name`."""
+    return httpx.AsyncClient(
         transport=httpx.ASGITransport(app),
         base_url="http://guestkey.test",
-        headers={"Authorization": f"Bearer {API_KEYS['alpha']}"},
-    ) as http:
+        headers={"Authorization": f"Bearer {API_KEYS[client_name]}"},
+    )
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(app, "alpha") as http:
         yield http
 
 
 @pytest.fixture
 async def other_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app),
-        base_url="http://guestkey.test",
-        headers={"Authorization": f"Bearer {API_KEYS['beta']}"},
-    ) as http:
+    async with api_client(app, "beta") as http:
         yield http
 
 

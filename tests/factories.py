@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,6 +60,27 @@ async def fail_next(fake: Any, **rule: Any) -> None:
     async with fake_control(fake) as control:
         response = await control.post("/_fake/fail", json=rule)
         assert response.status_code == 200, response.text
+
+
+async def create_in_flight(
+    client: httpx.AsyncClient, runtime: Any, fake: Any
+) -> asyncio.Task[None]:
+    """PUT bk-1 and start its jobs while Seam takes 0.5 s over the create (and then makes the
+    grant): returns the running jobs once the create is in flight."""
+    from tests.conftest import run_jobs
+
+    await fail_next(
+        fake,
+        count=1,
+        status=0,
+        timeout_seconds=0.5,
+        endpoint="/access_grants/create",
+        after_success=True,
+    )
+    await put_reservation(client, "bk-1")
+    worker = asyncio.create_task(run_jobs(runtime))
+    await asyncio.sleep(0.2)
+    return worker
 
 
 async def fake_state(fake: Any) -> dict[str, Any]:

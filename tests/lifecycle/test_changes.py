@@ -13,8 +13,8 @@ from tests.factories import (
     BACK_DOOR,
     FRONT_DOOR,
     LOBBY,
+    create_in_flight,
     delivered_reservation,
-    fail_next,
     fake_control,
     fake_state,
     grant_device_ids,
@@ -114,21 +114,7 @@ async def test_cancel_deletes_the_grant_only_and_is_final(
 async def test_a_cancel_racing_the_create_leaves_no_live_grant(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
 ) -> None:
-    import asyncio
-
-    from tests.conftest import run_jobs
-
-    await fail_next(
-        fake_seam,
-        count=1,
-        status=0,
-        timeout_seconds=0.5,
-        endpoint="/access_grants/create",
-        after_success=True,
-    )
-    await put_reservation(client, "bk-1")
-    worker = asyncio.create_task(run_jobs(runtime))
-    await asyncio.sleep(0.2)  # the create is in flight at Seam
+    worker = await create_in_flight(client, runtime, fake_seam)
     assert (await client.delete("/v1/reservations/bk-1")).status_code == 200
     await worker
     await settle(runtime)

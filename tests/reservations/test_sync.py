@@ -19,6 +19,7 @@ from tests.conftest import job_counts, make_retries_due, run_jobs
 from tests.factories import (
     BACK_DOOR,
     FRONT_DOOR,
+    create_in_flight,
     fail_next,
     fake_control,
     fake_state,
@@ -285,17 +286,7 @@ async def test_changes_during_a_running_sync_are_applied_after_it(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
 ) -> None:
     """A slow create; a door change arrives meanwhile; the end state has the new doors."""
-    await fail_next(
-        fake_seam,
-        count=1,
-        status=0,
-        timeout_seconds=0.5,
-        endpoint="/access_grants/create",
-        after_success=True,
-    )
-    await put_reservation(client, "bk-1")
-    worker = asyncio.create_task(run_jobs(runtime))
-    await asyncio.sleep(0.2)
+    worker = await create_in_flight(client, runtime, fake_seam)
     await put_reservation(client, "bk-1", device_ids=[BACK_DOOR.id])
     await worker
     await run_jobs(runtime)
