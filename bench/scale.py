@@ -95,7 +95,7 @@ async def _timed(call: Callable[[], Awaitable[object]], runs: int = RUNS) -> flo
 
 async def measure_size(runtime, base_url: str, size: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     from app.reconciler.flows import check_due_reservations
-    from app.webhooks.flows import find_reservation
+    from app.webhooks.service import find_reservation
 
     rng = random.Random(size)
     due_keys = [f"scale-{n}" for n in rng.sample(range(1, size + 1), DUE)]

@@ -18,17 +18,23 @@ from app.callbacks.service import notify
 from app.db import utcnow
 from app.delivery.channels import DeliveryFailed
 from app.delivery.messages import GuestMessage, render_email, render_sms
-from app.delivery.models import Delivery
+from app.delivery.models import Delivery, DeliveryStatus
 from app.delivery.service import contacts, send_time
 from app.metrics import DELIVERIES
-from app.reservations.models import AccessMethod, Reservation, ReservationDoor, ReservationStatus
-from app.reservations.service import record_event
+from app.reservations.doors import granted_door_names
+from app.reservations.models import AccessMethod, CodeState, Reservation, ReservationStatus
 from app.runtime import Runtime
+from app.timeline import TimelineKind, record_event
 from app.worker.retry import RetryLater
 
 log = structlog.get_logger(__name__)
 
-FINISHED = ("sent", "cancelled", "superseded", "failed")
+FINISHED = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.CANCELLED,
+    DeliveryStatus.SUPERSEDED,
+    DeliveryStatus.FAILED,
+)
 
 
 class TransientDeliveryError(RetryLater):
@@ -49,7 +55,7 @@ async def send_delivery(runtime: Runtime, *, delivery_id: uuid.UUID) -> None:
         )
         skip = _reason_to_skip(delivery, reservation, method)
         if skip is not None:
-            delivery.status = skip
+            delivery.status = skip.value
             await session.commit()
             log.info("delivery.skipped", delivery_id=str(delivery_id), reason=skip)
             return
@@ -65,7 +71,7 @@ async def send_delivery(runtime: Runtime, *, delivery_id: uuid.UUID) -> None:
             locale=reservation.guest_locale,
             property_name=reservation.property_name,
             code=runtime.cipher.decrypt(method.code_ciphertext),
-            doors=await _door_names(session, reservation),
+            doors=await granted_door_names(session, reservation_id=reservation.id),
             starts_at=reservation.starts_at,
             ends_at=reservation.ends_at,
             timezone=reservation.timezone,
@@ -94,25 +100,17 @@ async def send_delivery(runtime: Runtime, *, delivery_id: uuid.UUID) -> None:
 
 def _reason_to_skip(
     delivery: Delivery, reservation: Reservation, method: AccessMethod | None
-) -> str | None:
+) -> DeliveryStatus | None:
     if reservation.status == ReservationStatus.CANCELLED:
-        return "cancelled"
+        return DeliveryStatus.CANCELLED
     if (delivery.channel, delivery.recipient) not in contacts(reservation):
-        return "superseded"  # the guest's contact changed; the new one has its own delivery
-    if method is None or method.removed_at is not None or method.code_ciphertext is None:
-        return "superseded"
+        # the guest's contact changed; the new one has its own delivery
+        return DeliveryStatus.SUPERSEDED
+    if method is None or method.state != CodeState.CURRENT or method.code_ciphertext is None:
+        return DeliveryStatus.SUPERSEDED  # a backup code or a new grant replaced the code
     if method.code_version != delivery.code_version:
-        return "superseded"  # a newer code has a delivery of its own
+        return DeliveryStatus.SUPERSEDED  # a newer code has a delivery of its own
     return None
-
-
-async def _door_names(session: AsyncSession, reservation: Reservation) -> list[str]:
-    names = await session.scalars(
-        select(ReservationDoor.name)
-        .where(ReservationDoor.reservation_id == reservation.id)
-        .order_by(ReservationDoor.position, ReservationDoor.name)
-    )
-    return list(names)
 
 
 async def _send(runtime: Runtime, delivery: Delivery, message: GuestMessage) -> None:
@@ -128,7 +126,7 @@ async def _record_success(
     session: AsyncSession, delivery: Delivery, reservation: Reservation, *, callbacks: bool
 ) -> None:
     now = utcnow()
-    delivery.status, delivery.sent_at, delivery.error = "sent", now, None
+    delivery.status, delivery.sent_at, delivery.error = DeliveryStatus.SENT.value, now, None
     # Conditional: the reservation row is not locked while a message is being sent.
     first = await session.scalar(
         update(Reservation)
@@ -147,7 +145,7 @@ async def _record_success(
     await record_event(
         session,
         reservation_id=reservation.id,
-        kind="delivered",
+        kind=TimelineKind.DELIVERED,
         channel=delivery.channel,
         to=delivery.recipient,
         message=delivery.kind,
@@ -156,13 +154,15 @@ async def _record_success(
 
 
 async def _record_failure(session: AsyncSession, delivery: Delivery, error: DeliveryFailed) -> None:
-    delivery.status = "retrying" if error.transient else "failed"
+    delivery.status = (
+        DeliveryStatus.RETRYING.value if error.transient else DeliveryStatus.FAILED.value
+    )
     delivery.error = str(error)[:500]
     if not error.transient:
         await record_event(
             session,
             reservation_id=delivery.reservation_id,
-            kind="delivery_failed",
+            kind=TimelineKind.DELIVERY_FAILED,
             reason=delivery.error,
             channel=delivery.channel,
         )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 
@@ -7,6 +8,16 @@ from sqlalchemy import ForeignKey, Index, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, TimestampedMixin, new_id
+
+
+class DeliveryStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    RETRYING = "retrying"  # SMTP or provider trouble; retried like Seam outages
+    SENT = "sent"
+    FAILED = "failed"  # refused for good (a 550, say)
+    SUPERSEDED = "superseded"  # a newer code, or a new contact, has its own message
+    CANCELLED = "cancelled"
 
 
 class Delivery(TimestampedMixin, Base):
@@ -32,7 +43,7 @@ class Delivery(TimestampedMixin, Base):
     recipient: Mapped[str] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(Text, default="new_code")
     dedupe_key: Mapped[str] = mapped_column(Text, unique=True)
-    status: Mapped[str] = mapped_column(Text, default="scheduled")
+    status: Mapped[str] = mapped_column(Text, default=DeliveryStatus.SCHEDULED.value)
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
     send_after: Mapped[datetime]

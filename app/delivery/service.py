@@ -11,8 +11,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
-from app.delivery.models import Delivery
-from app.reservations.models import AccessMethod, Reservation
+from app.delivery.models import Delivery, DeliveryStatus
+from app.reservations.models import AccessMethod, CodeState, Reservation
 from app.worker.queue import defer
 
 
@@ -41,7 +41,7 @@ async def _code_was_sent(session: AsyncSession, method: AccessMethod) -> bool:
         .where(
             Delivery.access_method_id == method.access_method_id,
             Delivery.code_version == method.code_version,
-            Delivery.status == "sent",
+            Delivery.status == DeliveryStatus.SENT.value,
         )
         .limit(1)
     )
@@ -60,7 +60,7 @@ async def reschedule_waiting(
     waiting = await session.scalars(
         select(Delivery).where(
             Delivery.reservation_id == reservation.id,
-            Delivery.status == "scheduled",
+            Delivery.status == DeliveryStatus.SCHEDULED.value,
             Delivery.kind == "new_code",
         )
     )
@@ -87,7 +87,7 @@ async def plan_for_issued_codes(
     methods = await session.scalars(
         select(AccessMethod).where(
             AccessMethod.reservation_id == reservation.id,
-            AccessMethod.removed_at.is_(None),
+            AccessMethod.state == CodeState.CURRENT.value,
             AccessMethod.is_issued.is_(True),
             AccessMethod.code_ciphertext.is_not(None),
         )
@@ -138,7 +138,7 @@ async def plan_deliveries(
                     f"{kind}:{method.access_method_id}:{distinct}:{channel}:"
                     f"{_recipient_digest(recipient)}"
                 ),
-                status="scheduled",
+                status=DeliveryStatus.SCHEDULED.value,
                 send_after=send_after,
             )
             .on_conflict_do_nothing(index_elements=["dedupe_key"])

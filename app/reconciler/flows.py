@@ -104,7 +104,7 @@ async def check_due_reservations(runtime: Runtime) -> int:
 
 async def poll_reservation(runtime: Runtime, *, reservation_id: uuid.UUID) -> None:
     """Ask Seam for the grant's access methods; an issued one is handled as if notified."""
-    from app.reservations.flows import refresh_access_method
+    from app.reservations.codes import refresh_access_method
 
     async with runtime.sessionmaker() as session:
         reservation = await session.get(Reservation, reservation_id)
@@ -120,8 +120,7 @@ async def poll_reservation(runtime: Runtime, *, reservation_id: uuid.UUID) -> No
                 runtime,
                 reservation_id=reservation_id,
                 access_method_id=method.access_method_id,
-                access_grant_id=grant_id,
-                backup_code=method.is_backup_code,
+                access_grant_ids=[grant_id],
                 seam_event="found by the reconciler",
             )
 
@@ -134,7 +133,7 @@ async def _cursor(session: AsyncSession) -> datetime:
 
 
 async def catch_up_events(runtime: Runtime, *, max_pages: int = 5) -> int:
-    from app.webhooks.flows import enqueue_stored
+    from app.webhooks.service import enqueue_stored
 
     stored = 0
     async with runtime.sessionmaker() as session:

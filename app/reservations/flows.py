@@ -8,6 +8,7 @@ outside database transactions; each result is written in a short transaction of 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
 from dataclasses import dataclass
@@ -15,22 +16,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callbacks.service import notify
 from app.db import utcnow
+from app.delivery.service import plan_for_issued_codes, reschedule_waiting
+from app.reservations import codes, doors
 from app.reservations.models import (
     AccessMethod,
+    CodeState,
     Reservation,
-    ReservationDoor,
     ReservationStatus,
+    SeamIdentity,
 )
-from app.reservations.service import grant_key, record_event
+from app.reservations.service import grant_key
 from app.runtime import Runtime
-from app.seam.client import Door, GuestIdentity, SeamGateway
-from app.seam.errors import PermanentSeamError, SeamNotFound, TransientSeamError
+from app.seam.client import Grant, GuestIdentity, SeamGateway
+from app.seam.errors import PermanentSeamError, TransientSeamError
+from app.timeline import TimelineKind, record_event
 
 log = structlog.get_logger(__name__)
 
@@ -51,8 +56,10 @@ class Wanted:
     space_ids: list[str]
     access_grant_key: str
     access_grant_id: str | None
+    replacing_grant_id: str | None
     grant_generation: int
     granted: dict[str, Any] | None
+    user_identity_id: str | None
 
     @classmethod
     def of(cls, reservation: Reservation) -> Wanted:
@@ -73,8 +80,10 @@ class Wanted:
             space_ids=list(reservation.space_ids),
             access_grant_key=reservation.access_grant_key,
             access_grant_id=reservation.access_grant_id,
+            replacing_grant_id=reservation.replacing_grant_id,
             grant_generation=reservation.grant_generation,
             granted=reservation.granted,
+            user_identity_id=reservation.user_identity_id,
         )
 
     @property
@@ -87,10 +96,11 @@ class Wanted:
 
     @property
     def window(self) -> dict[str, str]:
-        # UTC whatever the database session's time zone, so equal instants compare equal.
+        # UTC to the second whatever the database session's time zone, so equal instants
+        # compare equal however Seam or PostgreSQL write them.
         return {
-            "starts_at": self.starts_at.astimezone(UTC).isoformat(),
-            "ends_at": self.ends_at.astimezone(UTC).isoformat(),
+            "starts_at": to_second(self.starts_at) or "",
+            "ends_at": to_second(self.ends_at) or "",
         }
 
     @property
@@ -128,7 +138,13 @@ async def _sync_step(runtime: Runtime, wanted: Wanted) -> bool:
             return False
         if wanted.access_grant_id is None:
             await _create_grant(runtime, wanted)
-        elif wanted.granted is None or _doors(wanted.granted) != wanted.doors:
+        elif wanted.replacing_grant_id not in (None, wanted.access_grant_id):
+            await _delete_replaced_grant(runtime, wanted)
+        elif (
+            wanted.replacing_grant_id is not None
+            or wanted.granted is None
+            or _doors(wanted.granted) != wanted.doors
+        ):
             await _replace_grant(runtime, wanted)
         elif _window(wanted.granted) != wanted.window:
             await _move_grant(runtime, wanted)
@@ -139,7 +155,7 @@ async def _sync_step(runtime: Runtime, wanted: Wanted) -> bool:
         logger.warning("reservations.sync.failed", error_type=error.error_type, status=error.status)
         await _mark_failed(runtime, wanted, str(error))
     except TransientSeamError as error:
-        logger.info(
+        logger.warning(
             "reservations.sync.retrying",
             error_type=error.error_type,
             status=error.status,
@@ -155,14 +171,32 @@ def _doors(granted: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def _window(granted: dict[str, Any]) -> dict[str, str]:
-    return {"starts_at": granted.get("starts_at", ""), "ends_at": granted.get("ends_at", "")}
+    return {
+        "starts_at": to_second(granted.get("starts_at")) or "",
+        "ends_at": to_second(granted.get("ends_at")) or "",
+    }
 
 
-async def _find_or_create(seam: SeamGateway, wanted: Wanted) -> tuple[Any, bool]:
+async def _known_identity(runtime: Runtime, wanted: Wanted) -> str | None:
+    """The guest's Seam identity, when guestkey made or found it for an earlier grant."""
+    if wanted.user_identity_id is not None:
+        return wanted.user_identity_id
+    async with runtime.sessionmaker() as session:
+        found: str | None = await session.scalar(
+            select(SeamIdentity.user_identity_id).where(
+                SeamIdentity.user_identity_key == wanted.guest.user_identity_key
+            )
+        )
+        return found
+
+
+async def _find_or_create(runtime: Runtime, wanted: Wanted) -> tuple[Grant, bool]:
     """Create first, look up only when Seam refuses: a grant key is unique in the workspace,
     and so is a guest's inline identity, so a refusal is what tells a retried create (whose
-    first answer was lost) and a returning guest apart from a new stay of a new guest, which
-    costs one call."""
+    first answer was lost) from a new stay. A guest whose identity guestkey already knows is
+    created for that identity at once; an unknown returning guest costs three more calls."""
+    seam = runtime.seam
+    identity_id = await _known_identity(runtime, wanted)
     create = functools.partial(
         seam.create_grant,
         access_grant_key=wanted.access_grant_key,
@@ -175,12 +209,14 @@ async def _find_or_create(seam: SeamGateway, wanted: Wanted) -> tuple[Any, bool]
         space_ids=wanted.space_ids,
     )
     try:
-        return await create(), True
+        return await create(user_identity_id=identity_id), True
     except PermanentSeamError:
         # The error type of a duplicate key is not documented: the key itself says.
         existing = await seam.find_grant(wanted.access_grant_key)
         if existing is not None:
             return existing, False
+        if identity_id is not None:
+            raise  # refused with a known identity: Seam's words stand
         identity_id = await seam.find_user_identity(wanted.guest)
         if identity_id is None:
             raise  # refused for another reason (unknown door, bad times): Seam's words stand
@@ -188,73 +224,88 @@ async def _find_or_create(seam: SeamGateway, wanted: Wanted) -> tuple[Any, bool]
 
 
 async def _create_grant(runtime: Runtime, wanted: Wanted) -> None:
-    grant, made = await _find_or_create(runtime.seam, wanted)
-    missing = [
-        error
-        for error in grant.errors
-        if error.get("error_code") == "cannot_create_requested_access_methods"
-    ]
+    grant, made = await _find_or_create(runtime, wanted)
+    await _store_grant(runtime, wanted, grant, made)
+
+
+async def _store_grant(runtime: Runtime, wanted: Wanted, grant: Grant, made: bool) -> None:
+    """The grant is the reservation's from now on: its doors start pending, the doors Seam
+    left out are marked, and the codes of a grant it replaces are superseded."""
     # A grant found by key may predate a change (its create's answer was lost): record the
     # times and doors Seam holds, so the sync's next step moves or replaces it.
     held_window = {
-        "starts_at": _utc_iso(grant.starts_at) or wanted.window["starts_at"],
-        "ends_at": _utc_iso(grant.ends_at) or wanted.window["ends_at"],
+        "starts_at": to_second(grant.starts_at) or wanted.window["starts_at"],
+        "ends_at": to_second(grant.ends_at) or wanted.window["ends_at"],
     }
     held_doors = wanted.doors if made else await _held_doors(runtime.seam, grant, wanted)
+    problems, warnings = doors.grant_problems(grant)
+    replaced = wanted.replacing_grant_id
     async with runtime.sessionmaker() as session:
-        await session.execute(
-            update(Reservation)
-            .where(Reservation.id == wanted.id)
-            .values(
-                access_grant_id=grant.access_grant_id,
-                granted={**held_doors, **held_window},
-                last_error=None,
-                next_check_at=utcnow() + runtime.settings.guestkey_reconcile_after,
-                check_count=0,
-                status=case(
-                    (
-                        Reservation.status == ReservationStatus.PENDING.value,
-                        ReservationStatus.GRANTED.value,
-                    ),
-                    else_=Reservation.status,
-                ),
-                updated_at=utcnow(),
-            )
-        )
+        reservation = await session.get(Reservation, wanted.id, with_for_update=True)
+        assert reservation is not None
+        reservation.access_grant_id = grant.access_grant_id
+        reservation.granted = {**held_doors, **held_window}
+        reservation.last_error = None
+        reservation.next_check_at = utcnow() + runtime.settings.guestkey_reconcile_after
+        reservation.check_count = 0
+        reservation.warnings = warnings
+        reservation.updated_at = utcnow()
+        if reservation.status != ReservationStatus.CANCELLED and (
+            reservation.status == ReservationStatus.PENDING or replaced is not None
+        ):
+            reservation.status = ReservationStatus.GRANTED.value
+        if grant.user_identity_id:
+            reservation.user_identity_id = grant.user_identity_id
+            await _remember_identity(session, wanted.guest, grant.user_identity_id)
+        if replaced is not None:
+            await codes.supersede_codes(session, reservation_id=wanted.id, reason="doors changed")
+        await doors.reset_doors(session, reservation=reservation)
         await _store_access_methods(
             session, wanted.id, grant.access_grant_id, grant.access_method_ids
         )
         await record_event(
             session,
             reservation_id=wanted.id,
-            kind="grant_created",
+            kind=TimelineKind.GRANT_CREATED,
             access_grant_id=grant.access_grant_id,
             access_method_count=len(grant.access_method_ids),
+            **({"replaces_access_grant_id": replaced} if replaced else {}),
         )
+        await doors.mark_doors(session, reservation_id=wanted.id, problems=problems)
+        hopeless = await doors.none_can_open(session, reservation_id=wanted.id)
         await session.commit()
     log.info(
         "reservations.grant.created",
         reservation_id=str(wanted.id),
         access_grant_id=grant.access_grant_id,
+        doors_left_out=len(problems),
     )
-    if missing:
-        devices = sorted({d for error in missing for d in error.get("missing_device_ids") or []})
-        message = "; ".join(str(error.get("message")) for error in missing)
-        await _mark_failed(
-            runtime,
-            wanted,
-            f"Seam could not create a PIN code for {devices or 'some doors'}: {message}",
+    if hopeless:
+        reasons = "; ".join(dict.fromkeys(problem.message for problem in problems))
+        await _mark_failed(runtime, wanted, f"no door of this stay can take a PIN code: {reasons}")
+
+
+async def _remember_identity(session: AsyncSession, guest: GuestIdentity, identity: str) -> None:
+    await session.execute(
+        insert(SeamIdentity)
+        .values(user_identity_key=guest.user_identity_key, user_identity_id=identity)
+        .on_conflict_do_update(
+            index_elements=["user_identity_key"], set_={"user_identity_id": identity}
         )
+    )
 
 
-async def _held_doors(seam: SeamGateway, grant: Any, wanted: Wanted) -> dict[str, list[str]]:
+async def _held_doors(seam: SeamGateway, grant: Grant, wanted: Wanted) -> dict[str, list[str]]:
     """The doors of a grant found by key, as far as Seam tells: the locks and entrances its
     codes open (`get_related`; a grant carries no door ids itself). When they are not the
     wanted ones, the doors it holds are returned, and the sync replaces the grant. Spaces are
-    not compared: Seam names the doors in a space, not the space."""
+    not compared: Seam names the doors in a space, not the space. A code not yet on its
+    locks names no door: the grant is then taken as made."""
     if not grant.access_method_ids:
         return wanted.doors  # nothing to ask about: take it as made
     opened = await seam.doors_of(grant.access_method_ids)
+    if not opened:
+        return wanted.doors
     held = {
         "device_ids": sorted(door.id for door in opened if door.type == "device"),
         "acs_entrance_ids": sorted(door.id for door in opened if door.type == "acs_entrance"),
@@ -263,7 +314,7 @@ async def _held_doors(seam: SeamGateway, grant: Any, wanted: Wanted) -> dict[str
     same = (
         all(set(asked[name]) <= set(held[name]) for name in held)
         if wanted.space_ids
-        else asked == held
+        else all(set(held[name]) <= set(asked[name]) for name in held)
     )
     return wanted.doors if same else {**held, "space_ids": []}
 
@@ -283,6 +334,7 @@ async def _store_access_methods(
                     "access_method_id": access_method_id,
                     "access_grant_id": access_grant_id,
                     "mode": "code",
+                    "state": CodeState.CURRENT.value,
                 }
                 for access_method_id in ids
             ]
@@ -292,48 +344,54 @@ async def _store_access_methods(
 
 
 async def _replace_grant(runtime: Runtime, wanted: Wanted) -> None:
-    """Seam cannot change a grant's doors: delete it, then create one under the next key."""
+    """Seam cannot change a grant's doors: create the new grant first, under the next key,
+    and delete the old one only once the new one exists (the next step), so a create that
+    fails or takes long leaves the guest with the access they have."""
     assert wanted.access_grant_id is not None
-    await runtime.seam.delete_grant(wanted.access_grant_id)
-    generation = wanted.grant_generation + 1
+    if wanted.replacing_grant_id is None:
+        # Name the new grant before asking for it: a create whose answer is lost is then
+        # found by its key on the retry.
+        generation = wanted.grant_generation + 1
+        async with runtime.sessionmaker() as session:
+            await session.execute(
+                update(Reservation)
+                .where(Reservation.id == wanted.id)
+                .values(
+                    replacing_grant_id=wanted.access_grant_id,
+                    grant_generation=generation,
+                    access_grant_key=grant_key(wanted.id, generation),
+                )
+            )
+            await session.commit()
+        wanted = dataclasses.replace(
+            wanted,
+            replacing_grant_id=wanted.access_grant_id,
+            grant_generation=generation,
+            access_grant_key=grant_key(wanted.id, generation),
+        )
+    grant, made = await _find_or_create(runtime, wanted)
+    await _store_grant(runtime, wanted, grant, made)
+
+
+async def _delete_replaced_grant(runtime: Runtime, wanted: Wanted) -> None:
+    assert wanted.replacing_grant_id is not None
+    deleted = await runtime.seam.delete_grant(wanted.replacing_grant_id)
     async with runtime.sessionmaker() as session:
-        await _forget_grant(session, wanted, new_generation=generation)
+        await session.execute(
+            update(Reservation)
+            .where(Reservation.id == wanted.id)
+            .values(replacing_grant_id=None, updated_at=utcnow())
+        )
         await record_event(
             session,
             reservation_id=wanted.id,
-            kind="grant_replaced",
+            kind=TimelineKind.GRANT_REPLACED,
             reason="doors changed",
-            old_access_grant_id=wanted.access_grant_id,
+            old_access_grant_id=wanted.replacing_grant_id,
+            access_grant_id=wanted.access_grant_id,
+            already_gone=not deleted,
         )
         await session.commit()
-    async with runtime.sessionmaker() as session:
-        reservation = await session.get(Reservation, wanted.id)
-        assert reservation is not None
-        refreshed = Wanted.of(reservation)
-    if refreshed.status != ReservationStatus.CANCELLED:
-        await _create_grant(runtime, refreshed)
-
-
-async def _forget_grant(
-    session: AsyncSession, wanted: Wanted, *, new_generation: int | None = None
-) -> None:
-    now = utcnow()
-    values: dict[str, Any] = {"access_grant_id": None, "granted": None, "updated_at": now}
-    if new_generation is None:
-        values["next_check_at"] = None  # cancelled and revoked: nothing left to watch
-    if new_generation is not None:
-        values["grant_generation"] = new_generation
-        values["access_grant_key"] = grant_key(wanted.id, new_generation)
-        values["status"] = case(
-            (Reservation.status == ReservationStatus.CANCELLED.value, Reservation.status),
-            else_=ReservationStatus.PENDING.value,
-        )
-    await session.execute(update(Reservation).where(Reservation.id == wanted.id).values(**values))
-    await session.execute(
-        update(AccessMethod)
-        .where(AccessMethod.reservation_id == wanted.id, AccessMethod.removed_at.is_(None))
-        .values(removed_at=now)
-    )
 
 
 async def _move_grant(runtime: Runtime, wanted: Wanted) -> None:
@@ -341,15 +399,15 @@ async def _move_grant(runtime: Runtime, wanted: Wanted) -> None:
     await runtime.seam.update_grant_times(
         wanted.access_grant_id, starts_at=wanted.starts_at, ends_at=wanted.ends_at
     )
-    from app.delivery.service import plan_for_issued_codes, reschedule_waiting
-
     async with runtime.sessionmaker() as session:
         reservation = await session.get(Reservation, wanted.id, with_for_update=True)
         assert reservation is not None
         reservation.granted = {**wanted.doors, **wanted.window}
         reservation.last_error = None
         reservation.updated_at = utcnow()
-        await record_event(session, reservation_id=wanted.id, kind="times_changed", **wanted.window)
+        await record_event(
+            session, reservation_id=wanted.id, kind=TimelineKind.TIMES_CHANGED, **wanted.window
+        )
         # The code stays; the guest is told the new window (once per window).
         await plan_for_issued_codes(
             session,
@@ -365,25 +423,53 @@ async def _move_grant(runtime: Runtime, wanted: Wanted) -> None:
 
 
 async def _revoke(runtime: Runtime, wanted: Wanted) -> None:
-    """Delete the grant — by id, or by key when a create's response never reached us."""
-    grant_id = wanted.access_grant_id
-    if grant_id is None:
+    """Delete every grant of the stay: the current one, one a door change was replacing, and
+    one a create made whose answer never reached guestkey (found by key)."""
+    grant_ids = [g for g in (wanted.access_grant_id, wanted.replacing_grant_id) if g]
+    if wanted.access_grant_id is None or wanted.replacing_grant_id == wanted.access_grant_id:
         found = await runtime.seam.find_grant(wanted.access_grant_key)
-        grant_id = found.access_grant_id if found else None
-    if grant_id is None:
+        if found is not None:
+            grant_ids.append(found.access_grant_id)
+    grant_ids = list(dict.fromkeys(grant_ids))
+    if not grant_ids:
         return
-    deleted = await runtime.seam.delete_grant(grant_id)
+    gone = [grant_id for grant_id in grant_ids if not await runtime.seam.delete_grant(grant_id)]
     async with runtime.sessionmaker() as session:
         await _forget_grant(session, wanted)
-        await record_event(
-            session,
-            reservation_id=wanted.id,
-            kind="grant_deleted",
-            reason="reservation cancelled",
-            access_grant_id=grant_id,
-            already_gone=not deleted,
-        )
+        for grant_id in grant_ids:
+            await record_event(
+                session,
+                reservation_id=wanted.id,
+                kind=TimelineKind.GRANT_DELETED,
+                reason="reservation cancelled",
+                access_grant_id=grant_id,
+                already_gone=grant_id in gone,
+            )
         await session.commit()
+
+
+async def _forget_grant(session: AsyncSession, wanted: Wanted) -> None:
+    """Cancelled: nothing left at Seam to watch, and no code is the guest's any more."""
+    now = utcnow()
+    await session.execute(
+        update(Reservation)
+        .where(Reservation.id == wanted.id)
+        .values(
+            access_grant_id=None,
+            replacing_grant_id=None,
+            granted=None,
+            next_check_at=None,
+            updated_at=now,
+        )
+    )
+    await session.execute(
+        update(AccessMethod)
+        .where(
+            AccessMethod.reservation_id == wanted.id,
+            AccessMethod.state == CodeState.CURRENT.value,
+        )
+        .values(state=CodeState.REVOKED.value, removed_at=now)
+    )
 
 
 async def _mark_failed(runtime: Runtime, wanted: Wanted, reason: str) -> None:
@@ -402,7 +488,9 @@ async def _mark_failed(runtime: Runtime, wanted: Wanted, reason: str) -> None:
             )
         )
         if result.rowcount:  # type: ignore[attr-defined]
-            await record_event(session, reservation_id=wanted.id, kind="failed", reason=reason)
+            await record_event(
+                session, reservation_id=wanted.id, kind=TimelineKind.FAILED, reason=reason
+            )
             reservation = await session.get(Reservation, wanted.id)
             assert reservation is not None
             await notify(
@@ -422,138 +510,16 @@ async def _note_error(runtime: Runtime, wanted: Wanted, reason: str) -> None:
         await session.commit()
 
 
-async def refresh_access_method(
-    runtime: Runtime,
-    *,
-    reservation_id: uuid.UUID,
-    access_method_id: str,
-    access_grant_id: str | None = None,
-    backup_code: bool = False,
-    seam_event: str | None = None,
-) -> None:
-    """Re-read an access method from Seam; when its code is issued (or new), store it
-    encrypted with the doors it opens, and plan the guest's messages."""
-    from app.delivery.service import plan_deliveries
-
-    try:
-        state = await runtime.seam.get_access_method(access_method_id)
-    except SeamNotFound:
-        async with runtime.sessionmaker() as session:
-            await record_event(
-                session,
-                reservation_id=reservation_id,
-                kind="access_method_gone",
-                access_method_id=access_method_id,
-            )
-            await session.commit()
-        return
-    if not state.is_issued or not state.code:
-        log.info("reservations.code.not_issued_yet", access_method_id=access_method_id)
-        return
-    doors = await runtime.seam.doors_of([access_method_id])
-
-    async with runtime.sessionmaker() as session:
-        reservation = await session.get(Reservation, reservation_id, with_for_update=True)
-        assert reservation is not None
-        if reservation.status == ReservationStatus.CANCELLED:
-            return
-        method = await session.scalar(
-            select(AccessMethod).where(AccessMethod.access_method_id == access_method_id)
-        )
-        if method is None:  # issued before our create call returned
-            method = AccessMethod(
-                reservation_id=reservation_id,
-                access_method_id=access_method_id,
-                access_grant_id=access_grant_id or reservation.access_grant_id or "",
-                mode=state.mode,
-            )
-            session.add(method)
-        if method.removed_at is not None:
-            return  # a replaced grant's method: its code is no longer the guest's
-        previous = (
-            runtime.cipher.decrypt(method.code_ciphertext) if method.code_ciphertext else None
-        )
-        new_code = previous != state.code
-        method.is_issued = True
-        method.issued_at = _parse_time(state.issued_at) or method.issued_at or utcnow()
-        method.is_backup_code = backup_code or state.is_backup_code
-        if new_code:
-            method.code_ciphertext = runtime.cipher.encrypt(state.code)
-            method.code_version += 1
-        await _store_doors(session, reservation_id, doors)
-        await session.flush()
-        if new_code:
-            if reservation.status != ReservationStatus.FAILED:
-                reservation.status = ReservationStatus.ISSUED.value
-            reservation.last_error = None
-            reservation.next_check_at = None
-            reservation.updated_at = utcnow()
-            kind = "issued" if previous is None else "code_changed"
-            await record_event(
-                session,
-                reservation_id=reservation_id,
-                kind=kind,
-                reason="backup code" if method.is_backup_code else seam_event,
-                access_method_id=access_method_id,
-                doors=[door.name for door in doors],
-            )
-            await plan_deliveries(
-                session,
-                reservation=reservation,
-                method=method,
-                kind="new_code",
-                lead=runtime.settings.guestkey_delivery_lead,
-            )
-            await notify(
-                session,
-                reservation=reservation,
-                event_type="reservation.issued" if previous is None else "reservation.code_changed",
-                enabled=runtime.settings.guestkey_callback_url is not None,
-            )
-        await session.commit()
-    if new_code:
-        log.info(
-            "reservations.code.stored", reservation_id=str(reservation_id), new=previous is None
-        )
-
-
-async def _store_doors(session: AsyncSession, reservation_id: uuid.UUID, doors: list[Door]) -> None:
-    for position, door in enumerate(doors):
-        await session.execute(
-            insert(ReservationDoor)
-            .values(
-                id=uuid.uuid4(),
-                reservation_id=reservation_id,
-                door_type=door.type,
-                door_id=door.id,
-                name=door.name,
-                position=position,
-            )
-            .on_conflict_do_update(
-                index_elements=["reservation_id", "door_type", "door_id"],
-                set_={"name": door.name, "position": position},
-            )
-        )
-    keep = {(door.type, door.id) for door in doors}
-    existing = await session.execute(
-        select(ReservationDoor.id, ReservationDoor.door_type, ReservationDoor.door_id).where(
-            ReservationDoor.reservation_id == reservation_id
-        )
-    )
-    stale = [row.id for row in existing if (row.door_type, row.door_id) not in keep]
-    if stale:
-        await session.execute(delete(ReservationDoor).where(ReservationDoor.id.in_(stale)))
-
-
-def _utc_iso(value: str | None) -> str | None:
-    parsed = _parse_time(value)
-    return parsed.astimezone(UTC).isoformat() if parsed else None
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
+def to_second(value: str | datetime | None) -> str | None:
+    """An instant as UTC ISO 8601 to the second: Seam answers milliseconds, PostgreSQL keeps
+    microseconds, and neither is a change of the stay."""
+    if value is None or value == "":
         return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0).isoformat()

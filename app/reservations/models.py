@@ -35,6 +35,26 @@ class ReservationStatus(enum.StrEnum):
 _STATUSES = ", ".join(f"'{status.value}'" for status in ReservationStatus)
 
 
+class CodeState(enum.StrEnum):
+    """An access method's place in the reservation: at most one current code per mode."""
+
+    CURRENT = "current"
+    SUPERSEDED = "superseded"  # a newer code (a backup code, a new grant) replaced it
+    REVOKED = "revoked"  # Seam revoked or deleted it, or the stay was cancelled
+
+
+class DoorState(enum.StrEnum):
+    PENDING = "pending"  # asked for; the code is not on this door yet
+    GRANTED = "granted"  # the code opens it
+    UNSUPPORTED = "unsupported"  # the door cannot take a PIN code
+    FAILED = "failed"  # Seam could not put the code on it
+    LOST = "lost"  # it opened, and no longer does
+
+
+def _values(states: type[enum.StrEnum]) -> str:
+    return ", ".join(f"'{state.value}'" for state in states)
+
+
 class Reservation(TimestampedMixin, Base):
     """A stay as the booking system described it, plus what guestkey made of it at Seam.
 
@@ -83,6 +103,14 @@ class Reservation(TimestampedMixin, Base):
     grant_generation: Mapped[int] = mapped_column(default=1)
     access_grant_id: Mapped[str | None] = mapped_column(Text, unique=True)
     granted: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The grant a door change replaces: kept until its successor exists, then deleted.
+    replacing_grant_id: Mapped[str | None] = mapped_column(Text)
+    # The guest's Seam user identity, reused by every later grant of this guest.
+    user_identity_id: Mapped[str | None] = mapped_column(Text)
+    # What Seam warned about: [{"code", "message", "door_id"}] (DESIGN.md §9.2).
+    warnings: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb")
+    )
     last_error: Mapped[str | None] = mapped_column(Text)
     cancelled_at: Mapped[datetime | None]
     # When the reconciler should next look at this reservation (NULL: nothing to look for),
@@ -97,6 +125,7 @@ class AccessMethod(TimestampedMixin, Base):
     """A Seam access method (a PIN code) of a reservation's grant. The code is encrypted."""
 
     __tablename__ = "access_method"
+    __table_args__ = (CheckConstraint(f"state IN ({_values(CodeState)})", name="state"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     reservation_id: Mapped[uuid.UUID] = mapped_column(
@@ -111,14 +140,24 @@ class AccessMethod(TimestampedMixin, Base):
     code_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Bumped whenever Seam shows a different code: deliveries are once per code version.
     code_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    state: Mapped[str] = mapped_column(
+        Text, default=CodeState.CURRENT.value, server_default=CodeState.CURRENT.value
+    )
+    # For a backup code: the access method whose code it replaced.
+    original_access_method_id: Mapped[str | None] = mapped_column(Text)
+    # When it stopped being current (superseded or revoked).
     removed_at: Mapped[datetime | None]
 
 
 class ReservationDoor(Base):
-    """A door the reservation's code opens, named as Seam names it, with its access state."""
+    """A door of the reservation: asked for by the booking system or opened by its code,
+    named as Seam names it (once Seam has named it), with its state."""
 
     __tablename__ = "reservation_door"
-    __table_args__ = (UniqueConstraint("reservation_id", "door_type", "door_id"),)
+    __table_args__ = (
+        UniqueConstraint("reservation_id", "door_type", "door_id"),
+        CheckConstraint(f"state IN ({_values(DoorState)})", name="state"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     reservation_id: Mapped[uuid.UUID] = mapped_column(
@@ -126,8 +165,11 @@ class ReservationDoor(Base):
     )
     door_type: Mapped[str] = mapped_column(Text)
     door_id: Mapped[str] = mapped_column(Text)
-    name: Mapped[str] = mapped_column(Text)
-    state: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(
+        Text, default=DoorState.PENDING.value, server_default=DoorState.PENDING.value
+    )
+    reason: Mapped[str | None] = mapped_column(Text)
     position: Mapped[int] = mapped_column(default=0)
 
 
@@ -144,4 +186,16 @@ class ReservationEvent(Base):
     kind: Mapped[str] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class SeamIdentity(Base):
+    """A guest's Seam user identity, by the key guestkey derives from their contact: the
+    next grant of the same guest names the identity instead of having Seam refuse a second
+    one."""
+
+    __tablename__ = "seam_identity"
+
+    user_identity_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    user_identity_id: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -8,7 +8,8 @@ from app.crypto import CodeCipher
 from app.dependencies import ClientDep, RuntimeDep, SessionDep
 from app.errors import ErrorOut
 from app.reservations import service
-from app.reservations.models import Reservation, ReservationStatus
+from app.reservations.doors import requested_doors
+from app.reservations.models import CodeState, DoorState, Reservation, ReservationStatus
 from app.reservations.schemas import (
     RESERVATION_KEY_PATTERN,
     AccessMethodOut,
@@ -20,7 +21,9 @@ from app.reservations.schemas import (
     ReservationPage,
     Timeline,
     TimelineEntry,
+    WarningOut,
 )
+from app.timeline import timeline
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "The body could not be read"},
@@ -67,15 +70,17 @@ def present(
                 mode=method.mode,
                 is_issued=method.is_issued,
                 issued_at=method.issued_at,
-                code=cipher.decrypt(method.code_ciphertext) if method.code_ciphertext else None,
+                code=(
+                    cipher.decrypt(method.code_ciphertext)
+                    if method.code_ciphertext and method.state == CodeState.CURRENT
+                    else None
+                ),
                 is_backup_code=method.is_backup_code,
+                state=CodeState(method.state),
             )
             for method in related.access_methods.get(reservation.id, [])
         ],
-        doors=[
-            DoorOut(type=door.door_type, id=door.door_id, name=door.name, state=door.state)
-            for door in related.doors.get(reservation.id, [])
-        ],
+        doors=_doors(reservation, related),
         deliveries=[
             DeliveryOut(
                 channel=delivery.channel,
@@ -89,10 +94,30 @@ def present(
             )
             for delivery in related.deliveries.get(reservation.id, [])
         ],
+        warnings=[WarningOut(**warning) for warning in reservation.warnings],
         last_error=reservation.last_error,
         created_at=reservation.created_at,
         updated_at=reservation.updated_at,
     )
+
+
+def _doors(reservation: Reservation, related: service.Related) -> list[DoorOut]:
+    stored = related.doors.get(reservation.id)
+    if not stored:  # no grant yet: the doors asked for, each waiting for it
+        return [
+            DoorOut(type=door_type, id=door_id, name=None, state=DoorState.PENDING)
+            for door_type, door_id in requested_doors(reservation)
+        ]
+    return [
+        DoorOut(
+            type=door.door_type,
+            id=door.door_id,
+            name=door.name,
+            state=DoorState(door.state),
+            reason=door.reason,
+        )
+        for door in stored
+    ]
 
 
 async def _present_one(
@@ -208,7 +233,7 @@ async def reservation_timeline(
     reservation = await service.get_reservation(
         session, client_id=client_id, reservation_key=reservation_key
     )
-    events = await service.timeline(session, reservation_id=reservation.id)
+    events = await timeline(session, reservation_id=reservation.id)
     return Timeline(
         reservation_key=reservation.reservation_key,
         events=[

@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from app.reservations.models import ReservationStatus
+from app.reservations.models import CodeState, DoorState, ReservationStatus
 
 RESERVATION_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 MAX_DOORS = 100
@@ -183,15 +183,30 @@ class AccessMethodOut(BaseModel):
     mode: str
     is_issued: bool
     issued_at: datetime | None
-    code: str | None
+    code: str | None = Field(description="The PIN code; only while the code is current")
     is_backup_code: bool
+    state: CodeState = Field(
+        description="current: the guest's code; superseded: replaced by a newer code (a "
+        "backup code, a new grant); revoked: revoked at Seam, or the stay was cancelled"
+    )
 
 
 class DoorOut(BaseModel):
     type: Literal["device", "acs_entrance", "space"]
     id: str
-    name: str
-    state: str | None = None
+    name: str | None = Field(description="As Seam names the door; null until Seam has named it")
+    state: DoorState = Field(
+        description="pending: the code is not on it yet; granted: the code opens it; "
+        "unsupported: it cannot take a PIN code; failed: Seam could not put the code on it; "
+        "lost: it opened, and no longer does"
+    )
+    reason: str | None = Field(default=None, description="Why, when the door is not granted")
+
+
+class WarningOut(BaseModel):
+    code: str = Field(description="Seam's warning or error code, e.g. delay_in_issuing")
+    message: str
+    door_id: str | None = Field(default=None, description="The door it concerns, if one")
 
 
 class DeliveryOut(BaseModel):
@@ -220,6 +235,7 @@ class ReservationOut(BaseModel):
     access_methods: list[AccessMethodOut]
     doors: list[DoorOut]
     deliveries: list[DeliveryOut]
+    warnings: list[WarningOut]
     last_error: str | None
     created_at: datetime
     updated_at: datetime

@@ -26,10 +26,10 @@ from app.reservations.models import (
     AccessMethod,
     Reservation,
     ReservationDoor,
-    ReservationEvent,
     ReservationStatus,
 )
 from app.reservations.schemas import ReservationIn
+from app.timeline import TimelineKind, record_event
 from app.worker.queue import Priority, defer
 
 GRANT_FIELDS = ("starts_at", "ends_at", "device_ids", "acs_entrance_ids", "space_ids")
@@ -64,20 +64,6 @@ async def enqueue_sync(
         lock_is_new=new,
         reservation_id=str(reservation_id),
     )
-
-
-async def record_event(
-    session: AsyncSession,
-    *,
-    reservation_id: uuid.UUID,
-    kind: str,
-    reason: str | None = None,
-    **detail: Any,
-) -> None:
-    session.add(
-        ReservationEvent(reservation_id=reservation_id, kind=kind, reason=reason, detail=detail)
-    )
-    await session.flush()
 
 
 def _desired(data: ReservationIn) -> dict[str, Any]:
@@ -150,7 +136,7 @@ async def put_reservation(
             .returning(Reservation.id)
         )
         if inserted is not None:
-            await record_event(session, reservation_id=reservation_id, kind="requested")
+            await record_event(session, reservation_id=reservation_id, kind=TimelineKind.REQUESTED)
             await enqueue_sync(session, reservation_id=reservation_id, new=True)
             created = await session.get(Reservation, reservation_id)
             assert created is not None
@@ -170,7 +156,9 @@ async def put_reservation(
     for name in changed:
         setattr(reservation, name, desired[name])
     reservation.updated_at = utcnow()
-    await record_event(session, reservation_id=reservation.id, kind="changed", fields=changed)
+    await record_event(
+        session, reservation_id=reservation.id, kind=TimelineKind.CHANGED, fields=changed
+    )
     retry = reservation.status == ReservationStatus.FAILED
     if retry:
         # The booking system corrected the reservation: try again from the start.
@@ -211,7 +199,7 @@ async def resend(
     )
     if not planned:
         raise Conflict(f"reservation {reservation_key!r} has no issued code to send yet")
-    await record_event(session, reservation_id=reservation.id, kind="resend_requested")
+    await record_event(session, reservation_id=reservation.id, kind=TimelineKind.RESEND_REQUESTED)
     return reservation
 
 
@@ -228,7 +216,7 @@ async def cancel_reservation(
     reservation.cancelled_at = reservation.updated_at = now
     reservation.next_check_at = now + timedelta(minutes=5)  # watched until the grant is gone
     reservation.check_count = 0
-    await record_event(session, reservation_id=reservation.id, kind="cancelled")
+    await record_event(session, reservation_id=reservation.id, kind=TimelineKind.CANCELLED)
     await enqueue_sync(session, reservation_id=reservation.id)
     await notify(
         session, reservation=reservation, event_type="reservation.cancelled", enabled=callbacks
@@ -292,8 +280,8 @@ async def related(session: AsyncSession, *, reservation_ids: list[uuid.UUID]) ->
         return found
     methods = await session.scalars(
         select(AccessMethod)
-        .where(AccessMethod.reservation_id.in_(reservation_ids), AccessMethod.removed_at.is_(None))
-        .order_by(AccessMethod.created_at)
+        .where(AccessMethod.reservation_id.in_(reservation_ids))
+        .order_by(AccessMethod.created_at, AccessMethod.id)
     )
     for method in methods:
         found.access_methods.setdefault(method.reservation_id, []).append(method)
@@ -312,15 +300,6 @@ async def related(session: AsyncSession, *, reservation_ids: list[uuid.UUID]) ->
     for delivery in deliveries:
         found.deliveries.setdefault(delivery.reservation_id, []).append(delivery)
     return found
-
-
-async def timeline(session: AsyncSession, *, reservation_id: uuid.UUID) -> list[ReservationEvent]:
-    rows = await session.scalars(
-        select(ReservationEvent)
-        .where(ReservationEvent.reservation_id == reservation_id)
-        .order_by(ReservationEvent.id)
-    )
-    return list(rows)
 
 
 async def reencrypt_codes(session: AsyncSession, *, cipher: CodeCipher, batch: int = 500) -> int:

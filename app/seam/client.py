@@ -58,6 +58,7 @@ class Grant:
     access_method_ids: list[str]
     starts_at: str | None
     ends_at: str | None
+    user_identity_id: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
@@ -75,6 +76,15 @@ class AccessMethodState:
     @property
     def is_backup_code(self) -> bool:
         return any(w.get("warning_code") == "pulled_backup_access_code" for w in self.warnings)
+
+    @property
+    def original_access_method_id(self) -> str | None:
+        """For a backup code Seam issued under a new access method: the method it replaces."""
+        for warning in self.warnings:
+            original = warning.get("original_access_method_id")
+            if warning.get("warning_code") == "pulled_backup_access_code" and original:
+                return str(original)
+        return None
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,7 @@ def _grant(resource: Any) -> Grant:
         access_method_ids=list(resource.access_method_ids or []),
         starts_at=resource.starts_at,
         ends_at=resource.ends_at,
+        user_identity_id=getattr(resource, "user_identity_id", None),
         errors=[_as_dict(e) for e in resource.errors or []],
         warnings=[_as_dict(w) for w in resource.warnings or []],
     )
@@ -291,7 +302,8 @@ class SeamGateway:
     # user identities
 
     async def find_user_identity(self, guest: GuestIdentity) -> str | None:
-        """The guest's existing identity: by guestkey's key, else by exact email or phone."""
+        """The guest's existing identity: by guestkey's key, else by email or phone, whatever
+        its letter case (Seam's search is case-sensitive; its uniqueness of emails is not)."""
         try:
             found = await self._call(
                 "user_identities.get",
@@ -302,17 +314,22 @@ class SeamGateway:
             pass
         if not guest.contact:
             return None
-        candidates = await self._call(
-            "user_identities.list",
-            lambda: self._seam.user_identities.list(search=guest.contact, limit=50),
-        )
-        for candidate in candidates:
-            if guest.contact in (
-                (candidate.email_address or "").lower(),
-                (candidate.phone_number or "").lower(),
-            ):
-                return str(candidate.user_identity_id)
+        given = guest.email_address or guest.phone_number or ""
+        for search in dict.fromkeys(s for s in (given, guest.contact, guest.full_name) if s):
+            for candidate in await self._search_identities(search):
+                if guest.contact in (
+                    (candidate.email_address or "").lower(),
+                    (candidate.phone_number or "").lower(),
+                ):
+                    return str(candidate.user_identity_id)
         return None
+
+    async def _search_identities(self, search: str) -> list[Any]:
+        found: list[Any] = await self._call(
+            "user_identities.list",
+            lambda: self._seam.user_identities.list(search=search, limit=100),
+        )
+        return found
 
     # access methods
 

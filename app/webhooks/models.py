@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, new_id
+
+
+class InboxOutcome(enum.StrEnum):
+    RECEIVED = "received"  # stored; whose it is still to be found
+    ROUTED = "routed"  # handed to its reservation's queue
+    PROCESSED = "processed"
+    IGNORED = "ignored"  # a type guestkey does not act on, or not a guestkey grant
+    REJECTED = "rejected"  # verified, but not a Seam event
 
 
 class SeamWebhook(Base):
@@ -27,7 +36,7 @@ class SeamWebhook(Base):
     event_type: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     raw_body: Mapped[str | None] = mapped_column(Text)
-    outcome: Mapped[str] = mapped_column(Text, default="received")
+    outcome: Mapped[str] = mapped_column(Text, default=InboxOutcome.RECEIVED.value)
     outcome_reason: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
     processed_at: Mapped[datetime | None]

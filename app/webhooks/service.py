@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import structlog
-from sqlalchemy import Table
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
+from app.reservations.models import AccessMethod, Reservation
+from app.reservations.service import reservation_lock
 from app.webhooks.events import HANDLED_EVENTS, UNHANDLED
-from app.webhooks.models import SeamWebhook
+from app.webhooks.models import InboxOutcome, SeamWebhook
+from app.worker.queue import Priority, defer
 
 log = structlog.get_logger(__name__)
 
@@ -80,8 +83,6 @@ _INSERT = insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.id)
 
 
 async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) -> Intake:
-    from app.webhooks.flows import enqueue_handling, find_reservation
-
     payload, problem = parse_event(body)
     row: dict[str, Any] = {"id": uuid.uuid4(), "svix_id": svix_id}
     handled = False
@@ -96,7 +97,11 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
             "event_type": payload["event_type"],
             "payload": redact(payload),
             "raw_body": None,
-            "outcome": ("routed" if route else "received") if handled else "ignored",
+            "outcome": (
+                (InboxOutcome.ROUTED if route else InboxOutcome.RECEIVED)
+                if handled
+                else InboxOutcome.IGNORED
+            ).value,
             "outcome_reason": None if handled else UNHANDLED,
             "processed_at": None if handled and route is None else utcnow(),
         }
@@ -106,7 +111,7 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
             "event_type": None,
             "payload": redact(payload) if payload is not None else None,
             "raw_body": None if payload is not None else storable_text(body),
-            "outcome": "rejected",
+            "outcome": InboxOutcome.REJECTED.value,
             "outcome_reason": problem,
             "processed_at": utcnow(),
         }
@@ -121,3 +126,112 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
 
     await enqueue_handling(session, webhook_id=inserted, route=route)
     return Intake("accepted")
+
+
+def strings(*values: Any) -> list[str]:
+    found: list[str] = []
+    for value in values:
+        if isinstance(value, str) and value:
+            found.append(value)
+        elif isinstance(value, list):
+            found += [item for item in value if isinstance(item, str) and item]
+    return found
+
+
+class Route(NamedTuple):
+    reservation_id: uuid.UUID
+    granted: bool  # guestkey has stored the reservation's grant (its first sync is done)
+
+
+async def find_reservation(session: AsyncSession, payload: dict[str, Any]) -> Route | None:
+    """By our grant key, the access method id, or the grant id(s) the event names."""
+    keys = strings(payload.get("access_grant_key"), payload.get("access_grant_keys"))
+    if keys:
+        row = (
+            await session.execute(
+                select(Reservation.id, Reservation.access_grant_id.is_not(None))
+                .where(Reservation.access_grant_key.in_(keys))
+                .limit(1)
+            )
+        ).first()
+        if row is not None:
+            return Route(row[0], bool(row[1]))
+    method_ids = strings(payload.get("access_method_id"))
+    grant_ids = strings(payload.get("access_grant_id"), payload.get("access_grant_ids"))
+    if method_ids or grant_ids:
+        found = await session.scalar(
+            select(AccessMethod.reservation_id)
+            .where(
+                or_(
+                    AccessMethod.access_method_id.in_(method_ids),
+                    AccessMethod.access_grant_id.in_(grant_ids),
+                )
+            )
+            .limit(1)
+        )
+        if found is not None:
+            return Route(found, granted=True)  # access methods are stored with the grant
+    if grant_ids:
+        found = await session.scalar(
+            select(Reservation.id).where(Reservation.access_grant_id.in_(grant_ids)).limit(1)
+        )
+        if found is not None:
+            return Route(found, granted=True)
+    return None
+
+
+async def finish(
+    session: AsyncSession, webhook_id: uuid.UUID, outcome: InboxOutcome, reason: str | None = None
+) -> None:
+    await session.execute(
+        update(SeamWebhook)
+        .where(SeamWebhook.id == webhook_id)
+        .values(outcome=outcome.value, outcome_reason=reason, processed_at=utcnow())
+    )
+
+
+async def enqueue_handling(
+    session: AsyncSession, *, webhook_id: uuid.UUID, route: Route | None
+) -> None:
+    """Enqueue the work for a stored, handled event, in the caller's transaction: straight
+    to the reservation's queue when intake found whose it is (`find_reservation`, one
+    indexed read; the event is then stored as routed), else to routing, which retries while
+    the grant may still be on its way."""
+    if route is None:
+        from app.webhooks.tasks import process_seam_event  # tasks import this module
+
+        await defer(session, process_seam_event, webhook_id=str(webhook_id))
+        return
+    await _defer_apply(session, webhook_id, route)
+
+
+async def enqueue_stored(
+    session: AsyncSession, *, webhook_id: uuid.UUID, payload: dict[str, Any]
+) -> None:
+    """`enqueue_handling` for an event already stored as received (the events.list catch-up)."""
+    route = await find_reservation(session, payload)
+    if route is None:
+        await enqueue_handling(session, webhook_id=webhook_id, route=None)
+        return
+    await route_to(session, webhook_id, route)
+
+
+async def route_to(session: AsyncSession, webhook_id: uuid.UUID, route: Route) -> None:
+    await finish(session, webhook_id, InboxOutcome.ROUTED)
+    await _defer_apply(session, webhook_id, route)
+
+
+async def _defer_apply(session: AsyncSession, webhook_id: uuid.UUID, route: Route) -> None:
+    """Hand the event to its reservation's queue. Until guestkey has stored the grant, the
+    event waits for the reservation's first sync, so it must not outrank that sync: a waiting
+    job of higher priority holds back every job of lower priority under the same lock."""
+    from app.webhooks.tasks import apply_seam_event as apply_task  # tasks import this module
+
+    await defer(
+        session,
+        apply_task,
+        lock=reservation_lock(route.reservation_id),
+        priority=None if route.granted else Priority.NEW_STAY,
+        reservation_id=str(route.reservation_id),
+        webhook_id=str(webhook_id),
+    )

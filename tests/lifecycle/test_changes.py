@@ -66,7 +66,9 @@ async def test_new_doors_replace_the_grant_and_send_the_new_code(
     assert after["status"] == "delivered"
     assert after["access_grant_id"] == grants[0]["access_grant_id"]
     assert {door["name"] for door in after["doors"]} == {"Back Door", "Lobby"}
-    new_code = after["access_methods"][0]["code"]
+    states = [(m["state"], m["code"] is None) for m in after["access_methods"]]
+    assert states == [("superseded", True), ("current", False)]
+    new_code = after["access_methods"][1]["code"]
     messages = mailbox.to("ada@example.com")
     assert len(messages) == 2
     assert new_code in plain_text(messages[1])

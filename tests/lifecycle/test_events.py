@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from app.runtime import Runtime
 from tests.conftest import Mailbox, settle
-from tests.factories import delivered_reservation, fake_control, plain_text, timeline
+from tests.factories import (
+    delivered_reservation,
+    fake_control,
+    plain_text,
+    put_reservation,
+    stay,
+    timeline,
+)
 
 
 async def delivered(client: httpx.AsyncClient, runtime: Runtime) -> dict[str, Any]:
@@ -105,11 +113,11 @@ async def test_issuing_delays_and_failures_are_visible_in_the_timeline(
     assert "access_method_failed_to_issue" in kinds
 
 
-async def test_could_not_create_access_methods_fails_naming_the_devices(
+async def test_seam_failing_one_door_leaves_the_others_delivered(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
 ) -> None:
     before = await delivered(client, runtime)
-    missing = before["device_ids"][0]
+    missing, working = before["device_ids"]
     await emit(
         fake_seam,
         event_type="access_grant.could_not_create_requested_access_methods",
@@ -119,8 +127,35 @@ async def test_could_not_create_access_methods_fails_naming_the_devices(
     )
     await settle(runtime)
     after = (await client.get("/v1/reservations/bk-1")).json()
+    assert after["status"] == "delivered"
+    states = {door["id"]: (door["state"], door["reason"]) for door in after["doors"]}
+    assert states[working][0] == "granted"
+    assert states[missing][0] == "failed" and "Lock offline" in states[missing][1]
+    assert after["warnings"] == [
+        {
+            "code": "cannot_create_requested_access_methods",
+            "message": "Seam could not create the PIN code: Lock offline",
+            "door_id": missing,
+        }
+    ]
+
+
+async def test_seam_failing_every_door_fails_the_reservation_naming_why(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    before = await delivered(client, runtime)
+    await emit(
+        fake_seam,
+        event_type="access_grant.could_not_create_requested_access_methods",
+        access_grant_id=before["access_grant_id"],
+        error_message="Lock offline",
+        missing_device_ids=before["device_ids"],
+    )
+    await settle(runtime)
+    after = (await client.get("/v1/reservations/bk-1")).json()
     assert after["status"] == "failed"
-    assert missing in after["last_error"] and "Lock offline" in after["last_error"]
+    assert "Lock offline" in after["last_error"]
+    assert {door["state"] for door in after["doors"]} == {"failed"}
 
 
 async def test_door_access_events_set_each_doors_state(
@@ -147,18 +182,52 @@ async def test_door_access_events_set_each_doors_state(
     assert doors[lost] == "lost" and doors[kept] == "granted"
 
 
-async def test_access_times_changed_at_seam_are_followed(
+async def test_times_changed_at_seam_are_set_back_to_the_bookings(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
 ) -> None:
     before = await delivered(client, runtime)
+    grant = fake_seam.state.grants[before["access_grant_id"]]
+    # Someone moves the grant at Seam: the booking system owns the times.
+    grant.starts_at = datetime.fromisoformat("2030-01-01T14:00:00+00:00")
+    grant.ends_at = datetime.fromisoformat("2030-01-03T10:00:00+00:00")
     await emit(
         fake_seam,
         event_type="access_grant.access_times_changed",
         access_grant_id=before["access_grant_id"],
-        starts_at="2030-01-01T14:00:00+00:00",
-        ends_at="2030-01-03T10:00:00+00:00",
+        starts_at="2030-01-01T14:00:00.000Z",
+        ends_at="2030-01-03T10:00:00.000Z",
     )
     await settle(runtime)
     after = (await client.get("/v1/reservations/bk-1")).json()
-    assert after["starts_at"] == "2030-01-01T14:00:00Z"
-    assert after["ends_at"] == "2030-01-03T10:00:00Z"
+    assert (after["starts_at"], after["ends_at"]) == (before["starts_at"], before["ends_at"])
+    grant = fake_seam.state.grants[before["access_grant_id"]]
+    assert grant.starts_at == datetime.fromisoformat(before["starts_at"])
+    assert grant.ends_at == datetime.fromisoformat(before["ends_at"])
+    assert "times_changed_at_seam" in [e["kind"] for e in await timeline(client)]
+
+
+async def test_a_late_times_changed_event_of_an_earlier_update_changes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any, mailbox: Mailbox
+) -> None:
+    before = await delivered(client, runtime)
+    old_start, old_end = before["starts_at"], before["ends_at"]
+    starts_at, ends_at = stay(days_from_now=9)
+    await put_reservation(client, "bk-1", starts_at=starts_at, ends_at=ends_at)
+    await settle(runtime)
+    moved = (await client.get("/v1/reservations/bk-1")).json()
+    messages = len(mailbox.messages)
+    # Seam's event of the first window, redelivered late.
+    await emit(
+        fake_seam,
+        event_type="access_grant.access_times_changed",
+        access_grant_id=before["access_grant_id"],
+        starts_at=old_start,
+        ends_at=old_end,
+    )
+    await settle(runtime)
+    after = (await client.get("/v1/reservations/bk-1")).json()
+    assert (after["starts_at"], after["ends_at"]) == (moved["starts_at"], moved["ends_at"])
+    grant = fake_seam.state.grants[before["access_grant_id"]]
+    assert grant.starts_at.isoformat().replace("+00:00", "Z") == moved["starts_at"]
+    # The guest is not told a window again, let alone a stale one.
+    assert len(mailbox.messages) == messages

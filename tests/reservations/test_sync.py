@@ -4,16 +4,17 @@ jobs enqueued if and only if the reservation's write commits."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from app.reservations import service
-from app.reservations.models import Reservation
+from app.reservations.models import Reservation, SeamIdentity
 from app.reservations.schemas import ReservationIn
+from app.seam.fake.schemas import InlineUserIdentity
 from app.runtime import Runtime
 from tests.conftest import job_counts, make_retries_due, run_jobs
 from tests.factories import (
@@ -83,19 +84,37 @@ async def test_a_returning_guest_reuses_their_seam_identity(
     }
 
 
-async def test_a_new_guests_grant_costs_one_seam_call_and_a_returning_guests_three_more(
+def grant_calls(state: dict[str, Any]) -> list[tuple[str, int]]:
+    return [
+        (call["path"], call["status"])
+        for call in state["calls"]
+        if call["path"].startswith(("/access_grants/", "/user_identities/"))
+    ]
+
+
+async def test_a_returning_guest_guestkey_knows_costs_one_seam_call_like_a_new_one(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
 ) -> None:
-    def grant_calls(state: dict[str, Any]) -> list[tuple[str, int]]:
-        return [
-            (call["path"], call["status"])
-            for call in state["calls"]
-            if call["path"].startswith(("/access_grants/", "/user_identities/"))
-        ]
-
     await put_reservation(client, "bk-1")
     await run_jobs(runtime)
     assert grant_calls(await fake_state(fake_seam)) == [("/access_grants/create", 200)]
+
+    await put_reservation(client, "bk-2")
+    await run_jobs(runtime)
+    # The identity the first grant made is stored and named: Seam refuses nothing.
+    assert grant_calls(await fake_state(fake_seam))[1:] == [("/access_grants/create", 200)]
+    for key in ("bk-1", "bk-2"):
+        assert (await client.get(f"/v1/reservations/{key}")).json()["status"] == "granted"
+
+
+async def test_a_returning_guest_guestkey_does_not_know_is_found_at_seam(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    await put_reservation(client, "bk-1")
+    await run_jobs(runtime)
+    async with runtime.sessionmaker() as session:  # as if bk-1 had been made elsewhere
+        await session.execute(delete(SeamIdentity))
+        await session.commit()
 
     await put_reservation(client, "bk-2")
     await run_jobs(runtime)
@@ -105,8 +124,25 @@ async def test_a_new_guests_grant_costs_one_seam_call_and_a_returning_guests_thr
         ("/user_identities/get", 200),
         ("/access_grants/create", 200),
     ]
-    for key in ("bk-1", "bk-2"):
-        assert (await client.get(f"/v1/reservations/{key}")).json()["status"] == "granted"
+    assert (await client.get("/v1/reservations/bk-2")).json()["status"] == "granted"
+
+
+async def test_an_identity_made_outside_guestkey_is_found_whatever_its_letter_case(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    # An identity another system made for the same guest, in other letter case.
+    existing = fake_seam.state.add_user_identity(
+        InlineUserIdentity(full_name="Ada Lovelace", email_address="Ada.Lovelace@Example.com"),
+        datetime.now(UTC),
+    )
+    await put_reservation(
+        client, "bk-1", guest={"name": "Ada Lovelace", "email": "ada.lovelace@example.com"}
+    )
+    await run_jobs(runtime)
+    reservation = (await client.get("/v1/reservations/bk-1")).json()
+    assert reservation["status"] == "granted", reservation
+    grant = fake_seam.state.grants[reservation["access_grant_id"]]
+    assert grant.user_identity_id == existing.user_identity_id
 
 
 async def test_seam_down_keeps_the_reservation_pending_then_grants_once(
