@@ -14,8 +14,8 @@ from sqlalchemy import delete, select
 from app.reservations import service
 from app.reservations.models import Reservation, SeamIdentity
 from app.reservations.schemas import ReservationIn
-from app.seam.fake.schemas import InlineUserIdentity
 from app.runtime import Runtime
+from app.seam.fake.schemas import InlineUserIdentity
 from tests.conftest import job_counts, make_retries_due, run_jobs
 from tests.factories import (
     BACK_DOOR,
