@@ -208,10 +208,10 @@ async def _belongs_to_reservation(
             select(Reservation.access_grant_id).where(Reservation.id == reservation_id)
         )
     if stored is not None:
-        return stored == reservation_id
-    if grant_id is None:
+        belongs = stored == reservation_id
+    elif grant_id is None:
         return False
-    if access_grant_ids:
+    elif access_grant_ids:
         belongs = grant_id in access_grant_ids
     else:
         listed = await runtime.seam.list_access_methods(grant_id)
