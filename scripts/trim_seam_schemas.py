@@ -1,4 +1,9 @@
-"""Regenerate ``tests/seam/seam_schemas.json`` from Seam's OpenAPI spec.
+"""Regenerate the fake Seam's files derived from Seam's OpenAPI spec (``make schemas``).
+
+- ``tests/seam/seam_schemas.json``: the response schemas the fake is tested against;
+- ``app/seam/fake/spec_extract.json``: what the fake needs at run time, where the spec is not
+  available — the parameters each endpoint takes (anything else is refused, as Seam's strict mode
+  does) and one sample of every event type (see :func:`event_sample`).
 
 The fake Seam (``app/seam/fake``) is tested against the response schemas of the endpoints it
 implements. The full spec is 3.3 MB; this script keeps only those response schemas plus every
@@ -11,6 +16,8 @@ component schema they reference, and turns OpenAPI 3.0 into plain JSON Schema (2
 - ``#/components/schemas/X`` references become ``#/$defs/X``;
 - descriptions and ``x-*`` annotations are dropped (they do not constrain anything).
 
+The trimmed schemas:
+
 Usage: ``python scripts/trim_seam_schemas.py [path/to/openapi.json]``
 (default ``../shared/seam/openapi.json`` relative to the repository root).
 """
@@ -22,9 +29,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.seam.fake.seed import (
+    ACS_SYSTEM_ID,
+    CONNECTED_ACCOUNT_ID,
+    SEEDED_DEVICES,
+    SEEDED_ENTRANCES,
+    SEEDED_SPACES,
+    WORKSPACE_ID,
+    seeded_id,
+)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPEC = REPO_ROOT.parent / "shared" / "seam" / "openapi.json"
 OUTPUT = REPO_ROOT / "tests" / "seam" / "seam_schemas.json"
+EXTRACT_OUTPUT = REPO_ROOT / "app" / "seam" / "fake" / "spec_extract.json"
 
 ENDPOINTS = (
     "/access_grants/create",
@@ -41,6 +59,17 @@ ENDPOINTS = (
     "/acs/entrances/list",
     "/user_identities/get",
     "/user_identities/list",
+    "/access_grants/request_access_methods",
+    "/devices/get",
+    "/acs/entrances/get",
+    "/spaces/get",
+    "/spaces/list",
+    "/workspaces/get",
+    "/webhooks/create",
+    "/webhooks/get",
+    "/webhooks/list",
+    "/webhooks/update",
+    "/webhooks/delete",
 )
 
 # The spec documents no body for error responses, so the envelope comes from Seam's docs and SDK.
@@ -158,12 +187,112 @@ def trim(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --- what the fake reads at run time ------------------------------------------------------------
+
+# uuid fields of the samples that name a thing of the fake workspace use its id, so a sample
+# event is about a seeded door; other uuids are fixed per event type and field.
+SEEDED_UUIDS = {
+    "workspace_id": WORKSPACE_ID,
+    "device_id": SEEDED_DEVICES[0].id,
+    "connected_account_id": CONNECTED_ACCOUNT_ID,
+    "acs_system_id": ACS_SYSTEM_ID,
+    "acs_entrance_id": SEEDED_ENTRANCES[0].id,
+    "space_id": SEEDED_SPACES[0].id,
+}
+SAMPLE_TIME = "2025-01-01T12:00:00.000Z"
+
+
+def endpoint_parameters(spec: dict[str, Any], path: str) -> list[str]:
+    """Every parameter any HTTP method of ``path`` takes, query or body (all body variants)."""
+    names: set[str] = set()
+
+    def body_properties(schema: dict[str, Any]) -> None:
+        names.update(schema.get("properties", {}))
+        for variant in ("oneOf", "anyOf", "allOf"):
+            for sub in schema.get(variant, []):
+                body_properties(sub)
+
+    for operation in spec["paths"][path].values():
+        names.update(parameter["name"] for parameter in operation.get("parameters", []))
+        content = operation.get("requestBody", {}).get("content", {})
+        body_properties(content.get("application/json", {}).get("schema", {}))
+    return sorted(names)
+
+
+def event_sample(schema: dict[str, Any], where: str) -> Any:
+    """A plausible value for ``schema``: every optional property filled, the first of each
+    ``enum``/``oneOf``, one item per array, real UUIDs and ISO timestamps."""
+    for variant in ("oneOf", "anyOf", "allOf"):
+        if variant in schema:
+            return event_sample(schema[variant][0], where)
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    name = where.rsplit(".", 1)[-1]
+    if kind == "object" or "properties" in schema:
+        sample = {
+            key: event_sample(sub, f"{where}.{key}")
+            for key, sub in schema.get("properties", {}).items()
+        }
+        extra = schema.get("additionalProperties")
+        if not sample and isinstance(extra, dict):
+            sample = {"source": event_sample(extra, f"{where}.source")}
+        return sample
+    if kind == "array":
+        return [event_sample(schema.get("items", {}), where)]
+    if kind == "boolean":
+        return False
+    if kind in ("number", "integer"):
+        return schema.get("minimum", 1)
+    return sample_string(schema.get("format"), name, where)
+
+
+def sample_string(string_format: str | None, name: str, where: str) -> str:
+    if string_format == "uuid":
+        return SEEDED_UUIDS.get(name) or seeded_id("sample", where)
+    if string_format == "date-time":
+        return SAMPLE_TIME
+    if string_format == "uri":
+        return f"https://example.com/{name}"
+    return f"sample {name.replace('_', ' ')}"
+
+
+def event_samples(spec: dict[str, Any]) -> dict[str, Any]:
+    samples = {}
+    for variant in spec["components"]["schemas"]["event"]["oneOf"]:
+        event_type = variant["properties"]["event_type"]["enum"][0]
+        samples[event_type] = event_sample(variant, event_type)
+    return samples
+
+
+def extract(spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "$comment": (
+            "Generated by scripts/trim_seam_schemas.py from Seam's OpenAPI spec "
+            f"({spec['info'].get('title', 'Seam')} {spec['info'].get('version', '')}). "
+            "Do not edit by hand."
+        ),
+        "parameters": {path: endpoint_parameters(spec, path) for path in ENDPOINTS},
+        "event_samples": event_samples(spec),
+    }
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+
+
 def main(argv: list[str]) -> None:
     spec_path = Path(argv[1]) if len(argv) > 1 else DEFAULT_SPEC
     spec = json.loads(spec_path.read_text())
     trimmed = trim(spec)
-    OUTPUT.write_text(json.dumps(trimmed, indent=1, sort_keys=True) + "\n")
+    write_json(OUTPUT, trimmed)
     print(f"wrote {OUTPUT.relative_to(REPO_ROOT)}: {len(trimmed['$defs'])} component schemas")
+    extracted = extract(spec)
+    write_json(EXTRACT_OUTPUT, extracted)
+    print(
+        f"wrote {EXTRACT_OUTPUT.relative_to(REPO_ROOT)}: "
+        f"{len(extracted['event_samples'])} event samples"
+    )
 
 
 if __name__ == "__main__":

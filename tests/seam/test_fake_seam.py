@@ -16,6 +16,7 @@ from seam import AsyncSeam
 from seam.exceptions import SeamHttpApiError, SeamHttpInvalidInputError
 
 from app.seam.fake import SEEDED_DEVICES, SEEDED_ENTRANCES, SEEDED_SPACES, FakeSeam
+from app.seam.fake.seed import seeded_id
 from tests.seam.conftest import (
     SCHEMAS_FILE,
     Receiver,
@@ -24,8 +25,8 @@ from tests.seam.conftest import (
     make_sdk,
 )
 
-FRONT_DOOR, BACK_DOOR, GARAGE = (door.id for door in SEEDED_DEVICES)
-LOBBY, GYM = (door.id for door in SEEDED_ENTRANCES)
+FRONT_DOOR, BACK_DOOR, GARAGE, SHED, SIDE_GATE = (door.id for door in SEEDED_DEVICES)
+LOBBY, GYM, BIKE_ROOM = (door.id for door in SEEDED_ENTRANCES)
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPEC = REPO_ROOT.parent / "shared" / "seam" / "openapi.json"
@@ -91,13 +92,31 @@ async def test_sdk_drives_every_endpoint_and_each_response_matches_seam_spec(
     assert [e["display_name"] for e in batch.acs_entrances] == ["Lobby"]
     assert batch.spaces and batch.spaces[0]["display_name"]
     assert await seam.events.list(since="2020-01-01T00:00:00Z")
-    assert len(await seam.devices.list()) == 3
-    assert len(await seam.acs.entrances.list()) == 2
+    assert len(await seam.devices.list()) == 5
+    assert (await seam.devices.get(device_id=GARAGE)).display_name == "Garage"
+    assert (await seam.devices.get(name="Shed")).device_id == SHED
+    assert len(await seam.acs.entrances.list()) == 3
+    assert (await seam.acs.entrances.get(acs_entrance_id=GYM)).display_name == "Gym"
+    assert (await seam.spaces.get(space_key="whole-property")).device_count == 3
+    assert len(await seam.spaces.list()) == 2  # Whole Property and the grant's own space
     identity = await seam.user_identities.get(user_identity_key="guest-res-1")
     assert identity.email_address == "res-1@example.com"
     assert len(await seam.user_identities.list()) == 1
+    more = await seam.access_grants.request_access_methods(
+        access_grant_id=grant.access_grant_id, requested_access_methods=[{"mode": "code"}]
+    )
+    assert len(more.access_method_ids) == 2
     await seam.access_methods.delete(access_method_id=method_id)
     await seam.access_grants.delete(access_grant_id=grant.access_grant_id)
+    assert (await seam.workspaces.get()).is_sandbox is True
+    webhook = await seam.webhooks.create(url="https://example.com/hook", event_types=["*"])
+    assert webhook.secret.startswith("whsec_")
+    await seam.webhooks.update(webhook_id=webhook.webhook_id, event_types=["device.connected"])
+    assert (await seam.webhooks.get(webhook_id=webhook.webhook_id)).event_types == [
+        "device.connected"
+    ]
+    assert [w.webhook_id for w in await seam.webhooks.list()] == [webhook.webhook_id]
+    await seam.webhooks.delete(webhook_id=webhook.webhook_id)
 
     assert response_log.validated_paths == set(json.loads(SCHEMAS_FILE.read_text())["responses"])
 
@@ -155,6 +174,7 @@ async def test_access_method_shows_the_requested_code_and_related_doors_of_the_s
         },
     )
     method_id = created.json()["access_grant"]["access_method_ids"][0]
+    await raw.post("/_fake/issue", json={"access_method_id": method_id})
     method = (await raw.get("/access_methods/get", params={"access_method_id": method_id})).json()
     assert method["access_method"]["code"] == "97531"
     related = await raw.get(
@@ -191,20 +211,27 @@ async def test_query_strings_repeat_keys_for_arrays_and_ignore_strict(
 async def test_seeded_doors_have_fixed_ids_and_validate_as_devices_and_entrances(
     seam: AsyncSeam,
 ) -> None:
-    assert [(d.name, d.id) for d in SEEDED_DEVICES] == [
+    assert [(d.name, d.id) for d in SEEDED_DEVICES[:3]] == [
         ("Front Door", "52246fe3-a87c-527d-a1f0-11ea7711d1b1"),
         ("Back Door", "102f4bbf-8eb7-5267-9934-b01ac0abe323"),
         ("Garage", "e8b74104-9f41-540d-8f08-6b47a8f8d93d"),
     ]
-    assert [(e["name"], e["id"]) for e in SEEDED_ENTRANCES] == [
+    assert [(e["name"], e["id"]) for e in SEEDED_ENTRANCES[:2]] == [
         ("Lobby", "56f5db32-744d-59b5-ae6a-f1fa3c75df1e"),
         ("Gym", "1d0fffa3-4a71-5be0-b052-dba0e065cdc9"),
     ]
+    assert (SHED, SIDE_GATE, BIKE_ROOM) == (
+        seeded_id("device", "Shed"),
+        seeded_id("device", "Side Gate"),
+        seeded_id("acs_entrance", "Bike Room"),
+    )
     devices = await seam.devices.list()
-    assert [d.device_id for d in devices] == [FRONT_DOOR, BACK_DOOR, GARAGE]
-    assert all(d.can_program_online_access_codes for d in devices)
+    assert [d.device_id for d in devices] == [FRONT_DOOR, BACK_DOOR, GARAGE, SHED, SIDE_GATE]
+    assert [d.can_program_online_access_codes for d in devices] == [True] * 3 + [False, True]
+    assert [d.properties.online for d in devices] == [True] * 4 + [False]
     entrances = await seam.acs.entrances.list()
-    assert [e.display_name for e in entrances] == ["Lobby", "Gym"]
+    assert [e.display_name for e in entrances] == ["Lobby", "Gym", "Bike Room"]
+    assert [e.can_unlock_with_code for e in entrances] == [True, True, False]
 
 
 async def test_schema_file_is_what_the_trim_script_makes_from_the_spec() -> None:
@@ -596,7 +623,7 @@ async def test_state_dump_shows_codes_and_calls_and_reset_empties_it(
     await raw.post("/_fake/reset")
     state = await fake_state(raw)
     assert state["access_grants"] == state["events"] == state["calls"] == []
-    assert len(await seam.devices.list()) == 3
+    assert len(await seam.devices.list()) == 5
 
 
 # --- webhooks --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from app.seam.fake.control import FailParams, build_control_router
 from app.seam.fake.errors import FakeSeamError, default_error_type
 from app.seam.fake.router import build_seam_router
 from app.seam.fake.state import FakeSeamState
-from app.seam.fake.webhooks import WebhookSender
+from app.seam.fake.webhooks import ApiWebhook, WebhookSender
 
 CONTROL_PREFIX = "/_fake"
 # FastAPI's own pages are not Seam endpoints: no API key, not in the call log.
@@ -71,6 +71,11 @@ class FakeSeam:
     Run the official SDK against it with
     ``AsyncSeam(api_key="seam_fake_key", endpoint="http://fake-seam",
     httpx_options={"transport": httpx.ASGITransport(fake.app)})``.
+
+    ``api_key`` set: only that key is accepted (else any ``seam_…`` key). ``issue_delay``: seconds
+    from a create to the code being issued (short by default, so the sandbox feels instant).
+    ``webhook_url`` receives every event, like the webhook of a Seam workspace; more webhooks
+    can be made through ``webhooks/create``.
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class FakeSeam:
         auto_issue: bool = True,
         issue_delay: float = 0.05,
         webhook_retry_schedule: tuple[float, ...] = (0.5, 1, 2, 5, 10),
+        api_key: str | None = None,
     ) -> None:
         self.webhooks = WebhookSender(
             url=webhook_url,
@@ -88,9 +94,14 @@ class FakeSeam:
             transport=webhook_transport,
             retry_schedule=webhook_retry_schedule,
         )
+        self.api_webhooks: dict[str, ApiWebhook] = {}
+        self._retired_senders: list[WebhookSender] = []
+        self._webhook_transport = webhook_transport
         self.state = FakeSeamState(on_event=self._on_event)
         self.auto_issue = auto_issue
         self.issue_delay = issue_delay
+        self.api_key = api_key
+        self.key_forbidden = False
         self.failures: list[FailureRule] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = build_app(self)
@@ -105,6 +116,36 @@ class FakeSeam:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self.webhooks.send(event)
+        for webhook in self.api_webhooks.values():
+            if webhook.wants(event["event_type"]):
+                webhook.sender.send(event)
+
+    # --- webhooks made through the API -------------------------------------------------------
+
+    def create_webhook(self, url: str, event_types: list[str]) -> ApiWebhook:
+        sender = WebhookSender(
+            url=url,
+            secret=None,
+            transport=self._webhook_transport,
+            retry_schedule=self.webhooks.retry_schedule,
+        )
+        webhook = ApiWebhook(str(uuid.uuid4()), list(event_types), sender)
+        self.api_webhooks[webhook.webhook_id] = webhook
+        return webhook
+
+    def api_webhook(self, webhook_id: str) -> ApiWebhook:
+        if webhook_id not in self.api_webhooks:
+            raise FakeSeamError(404, "webhook_not_found", "Webhook not found")
+        return self.api_webhooks[webhook_id]
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        webhook = self.api_webhooks.pop(self.api_webhook(webhook_id).webhook_id)
+        webhook.sender.cancel()
+        self._retired_senders.append(webhook.sender)
+
+    def _senders(self) -> list[WebhookSender]:
+        api_senders = [webhook.sender for webhook in self.api_webhooks.values()]
+        return [self.webhooks, *api_senders, *self._retired_senders]
 
     # --- background work ---------------------------------------------------------------------
 
@@ -117,7 +158,7 @@ class FakeSeam:
         for access_method_id in access_method_ids:
             method = self.state.access_methods.get(access_method_id)
             if method is not None:  # deleted meanwhile
-                self.state.issue(method)
+                self.state.issue_when_ready(method)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -128,7 +169,7 @@ class FakeSeam:
         """Wait until no auto-issue timer or webhook delivery is pending; False on timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        while pending := self._tasks | self.webhooks.pending:
+        while pending := self._tasks.union(*(sender.pending for sender in self._senders())):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
@@ -141,13 +182,17 @@ class FakeSeam:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.webhooks.aclose()
+        for sender in self._senders():
+            await sender.aclose()
 
     def reset(self) -> None:
         for task in self._tasks:
             task.cancel()
         self.failures.clear()
         self.webhooks.clear()
+        for webhook_id in list(self.api_webhooks):
+            self.delete_webhook(webhook_id)
+        self.key_forbidden = False
         self.state.reset()
 
     # --- fault injection ---------------------------------------------------------------------
@@ -176,9 +221,9 @@ class FakeSeam:
         return None
 
     async def handle_seam_call(self, request: Request, call_next: CallNext) -> Response:
-        unauthorized = check_api_key(request)
-        if unauthorized is not None:
-            return unauthorized.response()
+        refused = check_api_key(request, self.api_key, forbidden=self.key_forbidden)
+        if refused is not None:
+            return refused.response()
         rule = self.take_failure(request.url.path.rstrip("/"))
         if rule is None:
             return await call_next(request)
@@ -193,13 +238,21 @@ class FakeSeam:
         return rule.error().response()
 
 
-def check_api_key(request: Request) -> FakeSeamError | None:
+def check_api_key(
+    request: Request, api_key: str | None, *, forbidden: bool
+) -> FakeSeamError | None:
+    """401 for a missing or unknown key (only ``api_key`` is known when set, else any
+    ``seam_…`` key); 403 for a known key the workspace no longer lets in."""
     authorization = request.headers.get("authorization")
     if authorization is None:
         return FakeSeamError(401, "unauthorized", "No Authorization header")
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip().startswith("seam_"):
-        return FakeSeamError(401, "unauthorized", "API key not found")
+    token = token.strip()
+    known = token == api_key if api_key is not None else token.startswith("seam_")
+    if scheme.lower() != "bearer" or not known:
+        return FakeSeamError(401, "unauthorized", "Unauthorized")
+    if forbidden:
+        return FakeSeamError(403, "forbidden", "This API key may not access this workspace")
     return None
 
 
@@ -255,11 +308,16 @@ def serve(
     port: int = 8090,
     webhook_url: str | None = None,
     webhook_secret: str | None = None,
+    issue_delay: float | None = None,
+    api_key: str | None = None,
 ) -> None:
     """Run the fake Seam as an HTTP server (``guestkey fake-seam``) until interrupted."""
     import uvicorn
 
-    fake = FakeSeam(webhook_url=webhook_url, webhook_secret=webhook_secret)
+    options: dict[str, Any] = {"issue_delay": issue_delay} if issue_delay is not None else {}
+    fake = FakeSeam(
+        webhook_url=webhook_url, webhook_secret=webhook_secret, api_key=api_key, **options
+    )
     if webhook_url is not None and webhook_secret is None:
         # The generated secret is a throwaway test value; the receiver must be told it.
         print(f"fake-seam: signing webhooks to {webhook_url} with {fake.webhook_secret}")

@@ -1,10 +1,19 @@
 """``/_fake/*``: endpoints that let tests steer the fake Seam (no API key needed).
 
-- ``POST /_fake/issue {access_method_id? | access_grant_id?}`` — issue now
-  (``access_method.issued``).
-- ``POST /_fake/reissue {access_method_id, code?, is_backup_code?}`` — new code
-  (``access_method.reissued``).
+- ``POST /_fake/issue {access_method_id? | access_grant_id?}`` — issue now, even for an offline
+  lock (``access_method.issued``).
+- ``POST /_fake/reissue {access_method_id, code?, is_backup_code?}`` — new code on the same
+  method (``access_method.reissued``).
+- ``POST /_fake/backup_code {access_method_id, code?}`` — Seam's backup code: a new issued method
+  on the same grant, warning ``pulled_backup_access_code`` (``access_method.created``, then
+  ``access_method.issued`` with ``is_backup_code``).
 - ``POST /_fake/emit {event_type, ...fields}`` — record and send any event.
+- ``POST /_fake/emit_samples {event_types?, fields?}`` — record and send one sample of each event
+  type of Seam's spec (all by default), ``fields`` replacing the values the samples have.
+- ``POST /_fake/device {device_id, online?, can_take_codes?}`` — a lock goes offline
+  (``device.disconnected``) or online (``device.connected``, delayed codes issued), or gains or
+  loses its keypad.
+- ``POST /_fake/api_key {forbidden}`` — the API key answers 403 (or no longer).
 - ``POST /_fake/fail {count, status, error_type?, message?, retry_after?, endpoint?,
   after_success?, timeout_seconds?}`` — the next ``count`` matching Seam calls fail (see
   :class:`FailureRule`).
@@ -13,8 +22,9 @@
   log), ``POST /_fake/webhooks/resend {svix_id}`` (same id and body, fresh signature).
 - ``GET /_fake/health`` — ``{"ok": true}`` once the server is up (for process-level tests).
 - ``GET /_fake/state`` — grants, access methods (with codes), identities, spaces, events, calls.
-- ``POST /_fake/reset`` — forget grants, methods, identities, events, calls, webhook messages and
-  pending failures; the seeded doors and the webhook/auto-issue settings stay.
+- ``POST /_fake/reset`` — forget grants, methods, identities, events, calls, webhook messages,
+  webhooks made through the API, a forbidden key and pending failures; the seeded doors are as
+  at the start; the webhook/auto-issue settings stay.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.seam.fake.errors import FakeSeamError, invalid_input, not_found
 from app.seam.fake.schemas import validate
-from app.seam.fake.views import access_method_json, state_dump
+from app.seam.fake.views import access_method_json, device_json, state_dump
 
 if TYPE_CHECKING:
     from app.seam.fake.app import FakeSeam
@@ -53,6 +63,26 @@ class ReissueParams(ControlParams):
     access_method_id: str
     code: str | None = Field(default=None, min_length=4, max_length=9, pattern=r"^\d+$")
     is_backup_code: bool | None = None
+
+
+class BackupCodeParams(ControlParams):
+    access_method_id: str
+    code: str | None = Field(default=None, min_length=4, max_length=9, pattern=r"^\d+$")
+
+
+class EmitSamplesParams(ControlParams):
+    event_types: list[str] | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeviceParams(ControlParams):
+    device_id: str
+    online: bool | None = None
+    can_take_codes: bool | None = None
+
+
+class ApiKeyParams(ControlParams):
+    forbidden: bool
 
 
 class FailParams(ControlParams):
@@ -114,6 +144,32 @@ def build_control_router(fake: FakeSeam) -> APIRouter:
         method = fake.state.access_method(params.access_method_id)
         fake.state.reissue(method, params.code, params.is_backup_code)
         return JSONResponse({"ok": True, "access_method": access_method_json(method)})
+
+    @router.post("/backup_code")
+    async def backup_code(request: Request) -> JSONResponse:
+        params = validate(BackupCodeParams, await json_body(request))
+        original = fake.state.access_method(params.access_method_id)
+        backup = fake.state.pull_backup_code(original, params.code)
+        return JSONResponse({"ok": True, "access_method": access_method_json(backup)})
+
+    @router.post("/emit_samples")
+    async def emit_samples(request: Request) -> JSONResponse:
+        params = validate(EmitSamplesParams, await json_body(request))
+        events = fake.state.emit_samples(params.event_types, params.fields)
+        return JSONResponse({"ok": True, "events": events})
+
+    @router.post("/device")
+    async def change_device(request: Request) -> JSONResponse:
+        params = validate(DeviceParams, await json_body(request))
+        device = fake.state.device(params.device_id)
+        fake.state.change_device(device, online=params.online, takes_codes=params.can_take_codes)
+        return JSONResponse({"ok": True, "device": device_json(fake.state, device)})
+
+    @router.post("/api_key")
+    async def api_key(request: Request) -> JSONResponse:
+        params = validate(ApiKeyParams, await json_body(request))
+        fake.key_forbidden = params.forbidden
+        return JSONResponse({"ok": True, "forbidden": fake.key_forbidden})
 
     @router.post("/emit")
     async def emit(request: Request) -> JSONResponse:

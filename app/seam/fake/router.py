@@ -1,7 +1,8 @@
 """The Seam API endpoints the fake implements (paths, verbs and bodies as in Seam's spec).
 
-Every endpoint takes ``POST`` with a JSON body; reads also ``GET``, ``update`` also ``PATCH`` and
-deletes also ``DELETE`` (with a query string or a JSON body), which is how the official SDK calls.
+Every endpoint takes ``POST`` with a JSON body; reads also ``GET``, ``update`` also ``PATCH``
+(``webhooks/update``: ``PUT``) and deletes also ``DELETE`` (with a query string or a JSON body),
+which is how the official SDK calls.
 """
 
 from __future__ import annotations
@@ -18,30 +19,44 @@ from fastapi.responses import JSONResponse
 from app.seam.fake.errors import invalid_input
 from app.seam.fake.schemas import (
     CreateAccessGrantParams,
+    CreateWebhookParams,
     DeleteAccessGrantParams,
     DeleteAccessMethodParams,
     GetAccessGrantParams,
     GetAccessMethodParams,
+    GetDeviceParams,
+    GetEntranceParams,
     GetRelatedAccessMethodsParams,
+    GetSpaceParams,
     GetUserIdentityParams,
     ListAccessGrantsParams,
     ListAccessMethodsParams,
     ListDevicesParams,
     ListEntrancesParams,
     ListEventsParams,
+    ListSpacesParams,
     ListUserIdentitiesParams,
+    NoParams,
     PageParams,
+    RequestAccessMethodsParams,
     UpdateAccessGrantParams,
+    UpdateWebhookParams,
+    WebhookParams,
     parse_request,
 )
 from app.seam.fake.seed import ACS_SYSTEM_ID, CONNECTED_ACCOUNT_ID
 from app.seam.fake.views import (
     access_grant_json,
     access_method_json,
+    device_json,
     devices_json,
+    entrance_json,
     entrances_json,
     related_batch,
+    space_json,
     user_identity_json,
+    webhook_json,
+    workspace_json,
 )
 
 if TYPE_CHECKING:
@@ -52,6 +67,7 @@ ItemT = TypeVar("ItemT")
 
 READ = ("GET", "POST")
 UPDATE = ("PATCH", "POST")
+PUT_UPDATE = ("PUT", "POST")
 DELETE = ("DELETE", "POST")
 CREATE = ("POST",)
 DEFAULT_RELATED = {"spaces", "devices", "acs_entrances", "access_grants", "access_methods"}
@@ -125,6 +141,15 @@ async def delete_access_grant(fake: FakeSeam, request: Request) -> JSONResponse:
     return ok()
 
 
+async def request_access_methods(fake: FakeSeam, request: Request) -> JSONResponse:
+    params = await parse_request(request, RequestAccessMethodsParams)
+    methods = fake.state.request_access_methods(
+        params.access_grant_id, params.requested_access_methods
+    )
+    fake.schedule_auto_issue(m.access_method_id for m in methods)
+    return ok(access_grant=access_grant_json(fake.state.grant(params.access_grant_id)))
+
+
 # --- access methods --------------------------------------------------------------------------
 
 
@@ -194,6 +219,34 @@ async def list_acs_entrances(fake: FakeSeam, request: Request) -> JSONResponse:
     return ok(acs_entrances=page, pagination=pagination)
 
 
+async def get_device(fake: FakeSeam, request: Request) -> JSONResponse:
+    params = await parse_request(request, GetDeviceParams)
+    return ok(device=device_json(fake.state, fake.state.device(params.device_id, params.name)))
+
+
+async def get_acs_entrance(fake: FakeSeam, request: Request) -> JSONResponse:
+    params = await parse_request(request, GetEntranceParams)
+    entrance = fake.state.entrance(params.acs_entrance_id)
+    return ok(acs_entrance=entrance_json(fake.state, entrance))
+
+
+async def get_space(fake: FakeSeam, request: Request) -> JSONResponse:
+    params = await parse_request(request, GetSpaceParams)
+    return ok(space=space_json(fake.state.space(params.space_id, params.space_key)))
+
+
+async def list_spaces(fake: FakeSeam, request: Request) -> JSONResponse:
+    params = await parse_request(request, ListSpacesParams)
+    spaces = [
+        space_json(s)
+        for s in fake.state.spaces.values()
+        if (params.space_key is None or s.space_key == params.space_key)
+        and (not params.search or params.search in s.name)
+    ]
+    page, pagination = paginate(spaces, params, request)
+    return ok(spaces=page, pagination=pagination)
+
+
 async def get_user_identity(fake: FakeSeam, request: Request) -> JSONResponse:
     params = await parse_request(request, GetUserIdentityParams)
     identity = fake.state.user_identity(params.user_identity_id, params.user_identity_key)
@@ -208,14 +261,45 @@ async def list_user_identities(fake: FakeSeam, request: Request) -> JSONResponse
         if (params.user_identity_ids is None or u.user_identity_id in params.user_identity_ids)
         and (params.created_before is None or u.created_at < params.created_before)
     ]
-    if params.search:
-        needle = params.search.lower()
+    if params.search:  # case-sensitive, as in Seam
         searched = ("full_name", "email_address", "phone_number", "user_identity_key")
-        identities = [
-            u for u in identities if any(needle in (u[k] or "").lower() for k in searched)
-        ]
+        identities = [u for u in identities if any(params.search in (u[k] or "") for k in searched)]
     page, pagination = paginate(identities, params, request)
     return ok(user_identities=page, pagination=pagination)
+
+
+# --- workspace and webhooks ------------------------------------------------------------------
+
+
+async def get_workspace(fake: FakeSeam, request: Request) -> JSONResponse:
+    await parse_request(request, NoParams)
+    return ok(workspace=workspace_json())
+
+
+async def create_webhook(fake: FakeSeam, request: Request) -> JSONResponse:
+    params = await parse_request(request, CreateWebhookParams)
+    return ok(webhook=webhook_json(fake.create_webhook(params.url, params.event_types)))
+
+
+async def get_webhook(fake: FakeSeam, request: Request) -> JSONResponse:
+    params = await parse_request(request, WebhookParams)
+    return ok(webhook=webhook_json(fake.api_webhook(params.webhook_id)))
+
+
+async def list_webhooks(fake: FakeSeam, request: Request) -> JSONResponse:
+    await parse_request(request, NoParams)
+    return ok(webhooks=[webhook_json(w) for w in fake.api_webhooks.values()])
+
+
+async def update_webhook(fake: FakeSeam, request: Request) -> JSONResponse:
+    params = await parse_request(request, UpdateWebhookParams)
+    fake.api_webhook(params.webhook_id).event_types = list(params.event_types)
+    return ok()
+
+
+async def delete_webhook(fake: FakeSeam, request: Request) -> JSONResponse:
+    fake.delete_webhook((await parse_request(request, WebhookParams)).webhook_id)
+    return ok()
 
 
 ENDPOINTS: list[tuple[str, tuple[str, ...], Handler]] = [
@@ -224,15 +308,26 @@ ENDPOINTS: list[tuple[str, tuple[str, ...], Handler]] = [
     ("/access_grants/list", READ, list_access_grants),
     ("/access_grants/update", UPDATE, update_access_grant),
     ("/access_grants/delete", DELETE, delete_access_grant),
+    ("/access_grants/request_access_methods", CREATE, request_access_methods),
     ("/access_methods/get", READ, get_access_method),
     ("/access_methods/list", READ, list_access_methods),
     ("/access_methods/get_related", READ, get_related_access_methods),
     ("/access_methods/delete", DELETE, delete_access_method),
     ("/events/list", READ, list_events),
+    ("/devices/get", READ, get_device),
     ("/devices/list", READ, list_devices),
+    ("/acs/entrances/get", READ, get_acs_entrance),
     ("/acs/entrances/list", READ, list_acs_entrances),
+    ("/spaces/get", READ, get_space),
+    ("/spaces/list", READ, list_spaces),
     ("/user_identities/get", READ, get_user_identity),
     ("/user_identities/list", READ, list_user_identities),
+    ("/workspaces/get", READ, get_workspace),
+    ("/webhooks/create", CREATE, create_webhook),
+    ("/webhooks/get", READ, get_webhook),
+    ("/webhooks/list", READ, list_webhooks),
+    ("/webhooks/update", PUT_UPDATE, update_webhook),
+    ("/webhooks/delete", DELETE, delete_webhook),
 ]
 
 SEAM_PATHS = frozenset(path for path, _, _ in ENDPOINTS)

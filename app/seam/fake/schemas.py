@@ -4,8 +4,9 @@ Seam takes every endpoint as ``POST`` with a JSON body; reads also as ``GET`` wi
 updates as ``PATCH`` and deletes as ``DELETE`` (the official SDK uses those). The SDK's query
 strings (``seam.url_search_params_serializer``) repeat a key for each array item, send an empty
 array as ``key=``, ``null`` as ``key=``, nested objects as dotted keys, and add ``_strict=true``;
-:func:`read_params` undoes all of that. Unknown parameters are ignored (real Seam rejects them
-under ``_strict``).
+:func:`read_params` undoes all of that. A parameter the endpoint does not take in Seam's spec is
+refused (400 ``invalid_input`` naming it), as Seam's strict mode does; parameters Seam takes but
+the fake does not act on are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastapi import Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.seam.fake.errors import FakeSeamError
+from app.seam.fake.spec import endpoint_parameters
 
 
 def _check_uuid(value: str) -> str:
@@ -54,6 +56,12 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class StrictParams(BaseModel):
+    """A nested object whose every key the fake knows: anything else is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class PageParams(Params):
     limit: float = Field(default=500, gt=0)
     page_cursor: str | None = None
@@ -67,14 +75,14 @@ def _at_least_one(params: BaseModel, *names: str) -> None:
 # --- access grants ---------------------------------------------------------------------------
 
 
-class InlineUserIdentity(Params):
+class InlineUserIdentity(StrictParams):
     full_name: str | None = Field(default=None, min_length=1)
     email_address: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     phone_number: str | None = Field(default=None, pattern=r"^\+[1-9]\d{6,14}$")
     user_identity_key: str | None = Field(default=None, min_length=1)
 
 
-class RequestedAccessMethod(Params):
+class RequestedAccessMethod(StrictParams):
     mode: AccessMethodMode
     code: str | None = Field(default=None, min_length=4, max_length=9, pattern=r"^\d+$")
     instant_key_max_use_count: int | None = Field(default=None, ge=1)
@@ -143,6 +151,11 @@ class UpdateAccessGrantParams(GetAccessGrantParams):
 
 class DeleteAccessGrantParams(Params):
     access_grant_id: Uuid
+
+
+class RequestAccessMethodsParams(Params):
+    access_grant_id: Uuid
+    requested_access_methods: list[RequestedAccessMethod] = Field(min_length=1)
 
 
 # --- access methods --------------------------------------------------------------------------
@@ -247,6 +260,55 @@ class ListUserIdentitiesParams(PageParams):
     created_before: Timestamp | None = None
 
 
+class GetDeviceParams(Params):
+    device_id: Uuid | None = None
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def id_or_name(self) -> Self:
+        _at_least_one(self, "device_id", "name")
+        return self
+
+
+class GetEntranceParams(Params):
+    acs_entrance_id: Uuid
+
+
+class GetSpaceParams(Params):
+    space_id: Uuid | None = None
+    space_key: str | None = None
+
+    @model_validator(mode="after")
+    def id_or_key(self) -> Self:
+        _at_least_one(self, "space_id", "space_key")
+        return self
+
+
+class ListSpacesParams(PageParams):
+    space_key: str | None = None
+    search: str | None = Field(default=None, min_length=1)
+
+
+# --- workspace and webhooks ------------------------------------------------------------------
+
+
+class NoParams(Params):
+    pass
+
+
+class CreateWebhookParams(Params):
+    url: str = Field(pattern=r"^https?://")
+    event_types: list[str] = Field(default_factory=lambda: ["*"])
+
+
+class WebhookParams(Params):
+    webhook_id: str
+
+
+class UpdateWebhookParams(WebhookParams):
+    event_types: list[str]
+
+
 # --- reading a request -----------------------------------------------------------------------
 
 
@@ -328,5 +390,16 @@ def validate(model: type[ParamsT], raw: dict[str, Any]) -> ParamsT:
         ) from None
 
 
+def reject_unknown_parameters(path: str, params: dict[str, Any]) -> None:
+    """Seam's strict mode: a parameter the endpoint does not take is an error, not ignored."""
+    known = endpoint_parameters(path)
+    unknown = sorted(params.keys() - known) if known is not None else []
+    if unknown:
+        message = "Unrecognized key(s) in object: " + ", ".join(f"'{key}'" for key in unknown)
+        raise FakeSeamError(400, "invalid_input", message, validation_errors={"_errors": [message]})
+
+
 async def parse_request(request: Request, model: type[ParamsT]) -> ParamsT:
-    return validate(model, await read_params(request, model))
+    params = await read_params(request, model)
+    reject_unknown_parameters(request.url.path.rstrip("/"), params)
+    return validate(model, params)

@@ -6,7 +6,10 @@ and every run: tests, sandbox mode and the booking system's fixtures can hard-co
 - three smart locks (``devices/list``): Front Door, Back Door, Garage — August locks that
   program online PIN codes;
 - two access-control entrances (``acs/entrances/list``): Lobby, Gym — on one ACS system;
-- one space, "Whole Property" (key ``whole-property``), holding all five doors.
+- one space, "Whole Property" (key ``whole-property``), holding those five doors;
+- and three doors where a PIN code cannot simply be put, in no space so that the sandbox's
+  whole property stays pleasant: "Shed" (a lock without keypad: no online access codes),
+  "Side Gate" (takes codes, but starts offline) and the entrance "Bike Room" (card only).
 """
 
 from __future__ import annotations
@@ -49,15 +52,29 @@ def _doors(kind: str, names: tuple[str, ...]) -> list[SeededDoor]:
     return [SeededDoor(id=seeded_id(kind, name), name=name) for name in names]
 
 
-SEEDED_DEVICES: list[SeededDoor] = _doors("device", ("Front Door", "Back Door", "Garage"))
-SEEDED_ENTRANCES: list[SeededDoor] = _doors("acs_entrance", ("Lobby", "Gym"))
+SEEDED_DEVICES: list[SeededDoor] = _doors(
+    "device", ("Front Door", "Back Door", "Garage", "Shed", "Side Gate")
+)
+SEEDED_ENTRANCES: list[SeededDoor] = _doors("acs_entrance", ("Lobby", "Gym", "Bike Room"))
 SEEDED_SPACES: list[SeededDoor] = _doors("space", ("Whole Property",))
 SEEDED_SPACE_KEYS = {SEEDED_SPACES[0].id: "whole-property"}
+WHOLE_PROPERTY_DOORS = frozenset({"Front Door", "Back Door", "Garage", "Lobby", "Gym"})
+KEYPADLESS_DEVICES = frozenset({seeded_id("device", "Shed")})
+OFFLINE_DEVICES = frozenset({seeded_id("device", "Side Gate")})
+CARD_ONLY_ENTRANCES = frozenset({seeded_id("acs_entrance", "Bike Room")})
 
 
-def device_object(door: SeededDoor, *, space_ids: list[str], created_at: str) -> dict[str, Any]:
-    """A ``device`` as Seam returns it for an August lock (required fields and the usual ones)."""
-    return {
+def device_object(
+    door: SeededDoor,
+    *,
+    space_ids: list[str],
+    created_at: str,
+    online: bool = True,
+    takes_codes: bool = True,
+) -> dict[str, Any]:
+    """A ``device`` as Seam returns it for an August lock (required fields and the usual ones);
+    without ``takes_codes`` a lock with no keypad, without ``online`` one Seam cannot reach."""
+    device: dict[str, Any] = {
         "device_id": door.id,
         "device_type": "august_lock",
         "display_name": door.name,
@@ -105,9 +122,33 @@ def device_object(door: SeededDoor, *, space_ids: list[str], created_at: str) ->
         "can_remotely_unlock": True,
         "can_unlock_with_code": True,
     }
+    if not takes_codes:
+        device["capabilities_supported"] = ["lock"]
+        device["properties"]["model"].update(
+            accessory_keypad_supported=False,
+            can_connect_accessory_keypad=False,
+            online_access_codes_supported=False,
+        )
+        device["properties"].update(
+            online_access_codes_enabled=False, supports_accessory_keypad=False
+        )
+        device.update(can_program_online_access_codes=False, can_unlock_with_code=False)
+    if not online:
+        device["properties"]["online"] = False
+        device["errors"] = [
+            {
+                "error_code": "device_offline",
+                "message": "Device is offline",
+                "is_device_error": True,
+                "created_at": created_at,
+            }
+        ]
+    return device
 
 
-def entrance_object(door: SeededDoor, *, space_ids: list[str], created_at: str) -> dict[str, Any]:
+def entrance_object(
+    door: SeededDoor, *, space_ids: list[str], created_at: str, unlocks_with_code: bool = True
+) -> dict[str, Any]:
     """An ``acs_entrance`` on the fake workspace's ACS system."""
     return {
         "acs_entrance_id": door.id,
@@ -119,7 +160,7 @@ def entrance_object(door: SeededDoor, *, space_ids: list[str], created_at: str) 
         "errors": [],
         "warnings": [],
         "is_locked": True,
-        "can_unlock_with_code": True,
+        "can_unlock_with_code": unlocks_with_code,
         "can_unlock_with_card": True,
         "can_unlock_with_mobile_key": True,
         "can_unlock_with_cloud_key": False,

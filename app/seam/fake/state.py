@@ -4,15 +4,29 @@ Everything here is synchronous and runs on the event loop's thread, so no lockin
 Every change records an event (the same object ``events/list`` returns and webhooks carry) and
 hands it to ``on_event``; :class:`app.seam.fake.app.FakeSeam` sends it as a webhook.
 
+Like Seam, a grant on a door that cannot take a PIN code gets the code on its other doors only:
+a lock without online access codes adds the warning ``device_does_not_support_access_codes``, and
+every such door (or entrance without ``can_unlock_with_code``) is named by the grant's error
+``cannot_create_requested_access_methods`` and the event
+``access_grant.could_not_create_requested_access_methods``. A code for an offline lock is not
+issued: ``access_method.delay_in_issuing`` (and the method's warning) instead, then issued when the
+lock is back online. ``access_methods/get_related`` names a method's doors only once it is issued.
+A backup code is a new access method (warning ``pulled_backup_access_code``). Identity search is
+case-sensitive; email uniqueness is not.
+
 How it differs from real Seam (on purpose, to stay small and deterministic):
 
-- One workspace, always ``WORKSPACE_ID``; the seeded doors never change (no disconnections).
+- One workspace, always ``WORKSPACE_ID``; the seeded doors change only when a test says so
+  (``POST /_fake/device``).
 - ``access_grants/create`` with ``device_ids``/``acs_entrance_ids`` makes one space for the
   grant holding those doors (real Seam does the same); ``space_ids``/``space_keys`` may name
   the seeded "Whole Property" space or a space made by another grant.
-- Access methods are "issued" only by the auto-issue timer or ``POST /_fake/issue`` — no
-  72-hour-before-``starts_at`` scheduling. A random code is 4 to 6 digits; a requested code already
+- Access methods are "issued" only by the auto-issue timer or ``POST /_fake/issue`` (which issues
+  even for an offline lock) — no 72-hour-before-``starts_at`` scheduling. A requested code already
   used on one of the same locks is replaced (warning ``requested_code_unavailable``, as in Seam).
+  A code method none of whose doors can take a code is never issued.
+- An entrance left out of a grant is named only in the message of the grant's error and event:
+  Seam's ``missing_device_ids`` holds devices, and the spec has no field for entrances.
 - Deleting a grant or method is immediate (no ``being_deleted`` phase).
 - ``events/list`` answers oldest first, like Seam's own fake (``seamapi/fake-seam-connect``);
   the spec does not document the order. ``limit`` keeps the first ``limit`` matches.
@@ -40,13 +54,20 @@ from app.seam.fake.schemas import (
     UpdateAccessGrantParams,
 )
 from app.seam.fake.seed import (
+    CARD_ONLY_ENTRANCES,
+    CONNECTED_ACCOUNT_ID,
+    KEYPADLESS_DEVICES,
+    OFFLINE_DEVICES,
     SEEDED_AT,
     SEEDED_DEVICES,
     SEEDED_ENTRANCES,
     SEEDED_SPACE_KEYS,
     SEEDED_SPACES,
+    WHOLE_PROPERTY_DOORS,
     WORKSPACE_ID,
+    SeededDoor,
 )
+from app.seam.fake.spec import event_samples
 
 EventListener = Callable[[dict[str, Any]], None]
 
@@ -77,6 +98,19 @@ def random_code() -> str:
     """Eight digits, no leading zero: distinctive enough that a test scanning logs for the code
     cannot mistake a year, a port or a migration number for it."""
     return str(10_000_000 + secrets.randbelow(90_000_000))
+
+
+@dataclass
+class Device:
+    door: SeededDoor
+    online: bool
+    takes_codes: bool
+
+
+@dataclass
+class Entrance:
+    door: SeededDoor
+    unlocks_with_code: bool
 
 
 @dataclass
@@ -124,6 +158,9 @@ class AccessGrant:
     warnings: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     granted_to_all_doors: bool = False
+    # Doors the grant's PIN codes could not be put on (Seam's partial create).
+    codeless_device_ids: list[str] = field(default_factory=list)
+    codeless_entrance_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -143,6 +180,9 @@ class AccessMethod:
     def is_issued(self) -> bool:
         return self.issued_at is not None
 
+    def has_warning(self, warning_code: str) -> bool:
+        return any(w["warning_code"] == warning_code for w in self.warnings)
+
 
 @dataclass
 class Call:
@@ -160,9 +200,27 @@ def seeded_spaces() -> dict[str, Space]:
             name=whole_property.name,
             created_at=SEEDED_AT,
             space_key=SEEDED_SPACE_KEYS[whole_property.id],
-            device_ids=[door.id for door in SEEDED_DEVICES],
-            acs_entrance_ids=[door.id for door in SEEDED_ENTRANCES],
+            device_ids=[d.id for d in SEEDED_DEVICES if d.name in WHOLE_PROPERTY_DOORS],
+            acs_entrance_ids=[e.id for e in SEEDED_ENTRANCES if e.name in WHOLE_PROPERTY_DOORS],
         )
+    }
+
+
+def seeded_devices() -> dict[str, Device]:
+    return {
+        door.id: Device(
+            door,
+            online=door.id not in OFFLINE_DEVICES,
+            takes_codes=door.id not in KEYPADLESS_DEVICES,
+        )
+        for door in SEEDED_DEVICES
+    }
+
+
+def seeded_entrances() -> dict[str, Entrance]:
+    return {
+        door.id: Entrance(door, unlocks_with_code=door.id not in CARD_ONLY_ENTRANCES)
+        for door in SEEDED_ENTRANCES
     }
 
 
@@ -171,12 +229,12 @@ class FakeSeamState:
 
     def __init__(self, on_event: EventListener | None = None) -> None:
         self.on_event = on_event
-        self.device_names = {door.id: door.name for door in SEEDED_DEVICES}
-        self.entrance_names = {door.id: door.name for door in SEEDED_ENTRANCES}
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything but the seeded doors."""
+        """Forget everything but the seeded doors, which are as they were at the start."""
+        self.devices: dict[str, Device] = seeded_devices()
+        self.entrances: dict[str, Entrance] = seeded_entrances()
         self.spaces: dict[str, Space] = seeded_spaces()
         self.grants: dict[str, AccessGrant] = {}
         self.access_methods: dict[str, AccessMethod] = {}
@@ -200,6 +258,24 @@ class FakeSeamState:
         if self.on_event is not None:
             self.on_event(event)
         return event
+
+    def emit_samples(
+        self, event_types: list[str] | None = None, fields: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Record one sample of each event type (every type of Seam's spec by default), with a
+        fresh id and time; ``fields`` replace the values of the fields a sample has."""
+        samples = event_samples()
+        unknown = [t for t in event_types or [] if t not in samples]
+        if unknown:
+            raise invalid_input(f"Unknown event types: {', '.join(unknown)}", field="event_types")
+        recorded = []
+        for event_type in event_types or list(samples):
+            sample = samples[event_type]
+            overrides = {k: v for k, v in (fields or {}).items() if k in sample}
+            for common in ("event_id", "event_type", "workspace_id", "created_at", "occurred_at"):
+                del sample[common]
+            recorded.append(self.record_event(event_type, **{**sample, **overrides}))
+        return recorded
 
     def record_call(self, method: str, path: str, status: int) -> None:
         self.calls.append(Call(method=method, path=path, status=status, at=utcnow()))
@@ -250,6 +326,36 @@ class FakeSeamState:
         return _unique(
             e for space_id in grant.space_ids for e in self.spaces[space_id].acs_entrance_ids
         )
+
+    def method_doors(self, method: AccessMethod) -> tuple[list[str], list[str]]:
+        """The devices and entrances a method opens: for a code, those that can take it."""
+        grant = self.grants[method.access_grant_id]
+        device_ids, entrance_ids = self.grant_device_ids(grant), self.grant_entrance_ids(grant)
+        if method.mode != "code":
+            return device_ids, entrance_ids
+        return (
+            [d for d in device_ids if d not in grant.codeless_device_ids],
+            [e for e in entrance_ids if e not in grant.codeless_entrance_ids],
+        )
+
+    def device(self, device_id: str | None = None, name: str | None = None) -> Device:
+        for device in self.devices.values():
+            if device_id not in (None, device.door.id) or name not in (None, device.door.name):
+                continue
+            return device
+        raise not_found("device_not_found", "Device not found")
+
+    def entrance(self, acs_entrance_id: str) -> Entrance:
+        if acs_entrance_id not in self.entrances:
+            raise not_found("acs_entrance_not_found", "Entrance not found")
+        return self.entrances[acs_entrance_id]
+
+    def space(self, space_id: str | None = None, key: str | None = None) -> Space:
+        for space in self.spaces.values():
+            if space_id not in (None, space.space_id) or key not in (None, space.space_key):
+                continue
+            return space
+        raise not_found("space_not_found", "Space not found")
 
     def space_ids_holding(
         self, *, device_id: str | None = None, entrance_id: str | None = None
@@ -304,7 +410,58 @@ class FakeSeamState:
         self.record_event("access_grant.created", access_grant_id=grant_id)
         for method in methods:
             self.method_event("access_method.created", method)
+        if any(request.mode == "code" for request in params.requested_access_methods):
+            self.leave_out_codeless_doors(grant, now)
         return grant
+
+    def leave_out_codeless_doors(self, grant: AccessGrant, now: datetime) -> None:
+        """Seam's partial create: the code goes to the doors that can take one; the others are
+        named by a warning (locks without online codes), the grant's error and an event."""
+        devices = [self.devices[d] for d in self.grant_device_ids(grant)]
+        entrances = [self.entrances[e] for e in self.grant_entrance_ids(grant)]
+        codeless_devices = [d for d in devices if not d.takes_codes]
+        codeless_entrances = [e for e in entrances if not e.unlocks_with_code]
+        if not codeless_devices and not codeless_entrances:
+            return
+        for device in codeless_devices:
+            grant.warnings.append(
+                {
+                    "warning_code": "device_does_not_support_access_codes",
+                    "message": f"{device.door.name} does not support online access codes.",
+                    "created_at": iso(now),
+                    "device_id": device.door.id,
+                }
+            )
+        grant.codeless_device_ids = [d.door.id for d in codeless_devices]
+        grant.codeless_entrance_ids = [e.door.id for e in codeless_entrances]
+        doors = [d.door for d in codeless_devices] + [e.door for e in codeless_entrances]
+        names = ", ".join(door.name for door in doors)
+        message = f"Could not create the requested access methods for: {names}."
+        error: dict[str, Any] = {
+            "error_code": "cannot_create_requested_access_methods",
+            "message": message,
+            "created_at": iso(now),
+        }
+        if codeless_devices:
+            error["missing_device_ids"] = list(grant.codeless_device_ids)
+        grant.errors.append(error)
+        self.record_event(
+            "access_grant.could_not_create_requested_access_methods",
+            access_grant_id=grant.access_grant_id,
+            error_message=message,
+            missing_device_ids=error.get("missing_device_ids"),
+        )
+
+    def request_access_methods(
+        self, access_grant_id: str, requests: list[RequestedAccessMethod]
+    ) -> list[AccessMethod]:
+        """``access_grants/request_access_methods``: more methods on an existing grant."""
+        grant = self.grant(access_grant_id)
+        now = utcnow()
+        methods = [self.add_access_method(grant, request, now) for request in requests]
+        for method in methods:
+            self.method_event("access_method.created", method)
+        return methods
 
     def check_grant_key_free(self, key: str) -> None:
         if any(grant.access_grant_key == key for grant in self.grants.values()):
@@ -316,10 +473,10 @@ class FakeSeamState:
 
     def check_doors(self, device_ids: list[str], entrance_ids: list[str]) -> None:
         for device_id in device_ids:
-            if device_id not in self.device_names:
+            if device_id not in self.devices:
                 raise not_found("device_not_found", f"Device {device_id} not found")
         for entrance_id in entrance_ids:
-            if entrance_id not in self.entrance_names:
+            if entrance_id not in self.entrances:
                 raise not_found("acs_entrance_not_found", f"Entrance {entrance_id} not found")
 
     def resolve_spaces(self, space_ids: list[str], space_keys: list[str]) -> list[str]:
@@ -557,11 +714,31 @@ class FakeSeamState:
             grant.access_method_ids.remove(method.access_method_id)
         del self.access_methods[method.access_method_id]
 
+    def issue_when_ready(self, method: AccessMethod) -> bool:
+        """Issue as Seam would: not while one of the method's locks is offline (announced once as
+        ``access_method.delay_in_issuing``), never when it opens no door; True when issued."""
+        device_ids, entrance_ids = self.method_doors(method)
+        if method.is_issued or not (device_ids or entrance_ids):
+            return False
+        if all(self.devices[d].online for d in device_ids):
+            return self.issue(method)
+        if not method.has_warning("delay_in_issuing"):
+            method.warnings.append(
+                {
+                    "warning_code": "delay_in_issuing",
+                    "message": "A device of this access method is offline; issuing is delayed.",
+                    "created_at": iso(utcnow()),
+                }
+            )
+            self.method_event("access_method.delay_in_issuing", method)
+        return False
+
     def issue(self, method: AccessMethod) -> bool:
         """Mark a method issued (once) and announce it; False when it already was."""
         if method.is_issued:
             return False
         method.issued_at = utcnow()
+        method.warnings = [w for w in method.warnings if w["warning_code"] != "delay_in_issuing"]
         extra: dict[str, Any] = {}
         if method.mode == "code":
             extra = {"code": method.code, "is_backup_code": False}
@@ -574,7 +751,8 @@ class FakeSeamState:
         if grant.granted_to_all_doors or not all(m.is_issued for m in methods):
             return
         grant.granted_to_all_doors = True
-        for entrance_id in self.grant_entrance_ids(grant):
+        opened = [e for e in self.grant_entrance_ids(grant) if e not in grant.codeless_entrance_ids]
+        for entrance_id in opened:
             self.record_event(
                 "access_grant.access_granted_to_door",
                 access_grant_id=grant.access_grant_id,
@@ -604,6 +782,70 @@ class FakeSeamState:
         if method.mode == "code":
             extra["code"] = method.code
         self.method_event("access_method.reissued", method, **extra)
+
+    def pull_backup_code(self, original: AccessMethod, code: str | None) -> AccessMethod:
+        """Seam's backup code: a new, issued access method on the same grant that names the
+        method it stands in for; the original stays in the grant."""
+        if original.mode != "code":
+            raise invalid_input("Only a code access method has backup codes", field="mode")
+        grant = self.grants[original.access_grant_id]
+        now = utcnow()
+        backup = AccessMethod(
+            access_method_id=new_id(),
+            access_grant_id=grant.access_grant_id,
+            mode="code",
+            display_name=original.display_name,
+            created_at=now,
+            code=code or self.pick_code(grant, None, now),
+            issued_at=now,
+            warnings=[
+                {
+                    "warning_code": "pulled_backup_access_code",
+                    "message": "A backup access code was pulled to replace the original code.",
+                    "created_at": iso(now),
+                    "original_access_method_id": original.access_method_id,
+                }
+            ],
+        )
+        self.access_methods[backup.access_method_id] = backup
+        grant.access_method_ids.append(backup.access_method_id)
+        for requested in grant.requested_access_methods:
+            if original.access_method_id in requested.created_access_method_ids:
+                requested.created_access_method_ids.append(backup.access_method_id)
+        self.method_event("access_method.created", backup)
+        self.method_event("access_method.issued", backup, code=backup.code, is_backup_code=True)
+        return backup
+
+    # --- devices -----------------------------------------------------------------------------
+
+    def change_device(
+        self, device: Device, *, online: bool | None, takes_codes: bool | None
+    ) -> None:
+        """A lock going offline or online (announced like Seam), or gaining or losing its keypad.
+        Back online, the codes delayed by it are issued."""
+        if takes_codes is not None:
+            device.takes_codes = takes_codes
+        if online is None or online == device.online:
+            return
+        device.online = online
+        if not online:
+            self.record_event(
+                "device.disconnected",
+                device_id=device.door.id,
+                connected_account_id=CONNECTED_ACCOUNT_ID,
+                error_code="device_disconnected",
+                connected_account_errors=[],
+                connected_account_warnings=[],
+                device_errors=[],
+                device_warnings=[],
+            )
+            return
+        self.record_event(
+            "device.connected", device_id=device.door.id, connected_account_id=CONNECTED_ACCOUNT_ID
+        )
+        for method in list(self.access_methods.values()):
+            if method.has_warning("delay_in_issuing"):
+                self.issue_when_ready(method)
 
     # --- events ------------------------------------------------------------------------------
 

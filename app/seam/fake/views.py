@@ -6,21 +6,21 @@ from typing import Any
 
 from app.seam.fake.seed import (
     SEEDED_AT,
-    SEEDED_DEVICES,
-    SEEDED_ENTRANCES,
     WORKSPACE_ID,
-    SeededDoor,
     device_object,
     entrance_object,
 )
 from app.seam.fake.state import (
     AccessGrant,
     AccessMethod,
+    Device,
+    Entrance,
     FakeSeamState,
     Space,
     UserIdentity,
     iso,
 )
+from app.seam.fake.webhooks import ApiWebhook
 
 
 def access_grant_json(grant: AccessGrant) -> dict[str, Any]:
@@ -110,23 +110,30 @@ def space_json(space: Space) -> dict[str, Any]:
     return body
 
 
-def device_json(state: FakeSeamState, door: SeededDoor) -> dict[str, Any]:
+def device_json(state: FakeSeamState, device: Device) -> dict[str, Any]:
     return device_object(
-        door, space_ids=state.space_ids_holding(device_id=door.id), created_at=iso(SEEDED_AT)
+        device.door,
+        space_ids=state.space_ids_holding(device_id=device.door.id),
+        created_at=iso(SEEDED_AT),
+        online=device.online,
+        takes_codes=device.takes_codes,
     )
 
 
-def entrance_json(state: FakeSeamState, door: SeededDoor) -> dict[str, Any]:
+def entrance_json(state: FakeSeamState, entrance: Entrance) -> dict[str, Any]:
     return entrance_object(
-        door, space_ids=state.space_ids_holding(entrance_id=door.id), created_at=iso(SEEDED_AT)
+        entrance.door,
+        space_ids=state.space_ids_holding(entrance_id=entrance.door.id),
+        created_at=iso(SEEDED_AT),
+        unlocks_with_code=entrance.unlocks_with_code,
     )
 
 
 def devices_json(state: FakeSeamState, device_ids: list[str] | None = None) -> list[dict[str, Any]]:
     return [
-        device_json(state, door)
-        for door in SEEDED_DEVICES
-        if device_ids is None or door.id in device_ids
+        device_json(state, device)
+        for device_id, device in state.devices.items()
+        if device_ids is None or device_id in device_ids
     ]
 
 
@@ -134,20 +141,22 @@ def entrances_json(
     state: FakeSeamState, entrance_ids: list[str] | None = None
 ) -> list[dict[str, Any]]:
     return [
-        entrance_json(state, door)
-        for door in SEEDED_ENTRANCES
-        if entrance_ids is None or door.id in entrance_ids
+        entrance_json(state, entrance)
+        for entrance_id, entrance in state.entrances.items()
+        if entrance_ids is None or entrance_id in entrance_ids
     ]
 
 
 def related_batch(
     state: FakeSeamState, methods: list[AccessMethod], resources: set[str]
 ) -> dict[str, Any]:
-    """``access_methods/get_related``: the grants of ``methods`` and every door they open."""
+    """``access_methods/get_related``: the grants of ``methods`` and their spaces, and the doors
+    of the methods already issued (as in Seam, a door is related once the code is on it)."""
     grants = list({m.access_grant_id: state.grants[m.access_grant_id] for m in methods}.values())
     space_ids = list(dict.fromkeys(s for g in grants for s in g.space_ids))
-    device_ids = list(dict.fromkeys(d for g in grants for d in state.grant_device_ids(g)))
-    entrance_ids = list(dict.fromkeys(e for g in grants for e in state.grant_entrance_ids(g)))
+    doors = [state.method_doors(m) for m in methods if m.is_issued]
+    device_ids = list(dict.fromkeys(d for devices, _ in doors for d in devices))
+    entrance_ids = list(dict.fromkeys(e for _, entrances in doors for e in entrances))
     batch: dict[str, Any] = {
         "spaces": [space_json(state.spaces[s]) for s in space_ids],
         "devices": devices_json(state, device_ids),
@@ -156,6 +165,29 @@ def related_batch(
         "access_methods": [access_method_json(m) for m in methods],
     }
     return {name: items for name, items in batch.items() if name in resources}
+
+
+def workspace_json() -> dict[str, Any]:
+    return {
+        "workspace_id": WORKSPACE_ID,
+        "name": "guestkey fake workspace",
+        "company_name": "guestkey",
+        "is_sandbox": True,
+        "is_suspended": False,
+        "connect_webview_customization": {},
+        "connect_partner_name": None,
+        "is_publishable_key_auth_enabled": False,
+        "organization_id": None,
+    }
+
+
+def webhook_json(webhook: ApiWebhook) -> dict[str, Any]:
+    return {
+        "webhook_id": webhook.webhook_id,
+        "url": webhook.sender.url,
+        "event_types": list(webhook.event_types),
+        "secret": webhook.sender.secret,
+    }
 
 
 def state_dump(state: FakeSeamState) -> dict[str, Any]:

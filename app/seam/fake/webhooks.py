@@ -182,3 +182,16 @@ class WebhookSender:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+@dataclass
+class ApiWebhook:
+    """A webhook made through ``webhooks/create``: the workspace's events of its
+    ``event_types`` (``*`` for all), signed with its own secret."""
+
+    webhook_id: str
+    event_types: list[str]
+    sender: WebhookSender
+
+    def wants(self, event_type: str) -> bool:
+        return "*" in self.event_types or event_type in self.event_types
