@@ -139,7 +139,14 @@ def fake_seam(args: argparse.Namespace) -> None:
     secret = args.webhook_secret
     if secret is None and settings.seam_webhook_secret is not None:
         secret = settings.webhook_secrets[0] if settings.webhook_secrets else None
-    serve_fake(host=args.host, port=args.port, webhook_url=args.webhook_url, webhook_secret=secret)
+    serve_fake(
+        host=args.host,
+        port=args.port,
+        webhook_url=args.webhook_url,
+        webhook_secret=secret,
+        issue_delay=args.issue_delay,
+        api_key=args.api_key,
+    )
 
 
 def reencrypt(_: argparse.Namespace) -> None:
@@ -208,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     fake_parser.add_argument("--port", type=int, default=8090)
     fake_parser.add_argument("--webhook-url", default=None)
     fake_parser.add_argument("--webhook-secret", default=None)
+    fake_parser.add_argument("--issue-delay", type=float, default=None, metavar="SECONDS")
+    fake_parser.add_argument("--api-key", default=None, help="accept only this key")
     fake_parser.set_defaults(handler=fake_seam)
     return parser
 

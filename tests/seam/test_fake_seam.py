@@ -17,6 +17,7 @@ from seam.exceptions import SeamHttpApiError, SeamHttpInvalidInputError
 
 from app.seam.fake import SEEDED_DEVICES, SEEDED_ENTRANCES, SEEDED_SPACES, FakeSeam
 from app.seam.fake.seed import seeded_id
+from app.seam.fake.spec import EXTRACT_FILE
 from tests.seam.conftest import (
     SCHEMAS_FILE,
     Receiver,
@@ -220,11 +221,11 @@ async def test_seeded_doors_have_fixed_ids_and_validate_as_devices_and_entrances
         ("Lobby", "56f5db32-744d-59b5-ae6a-f1fa3c75df1e"),
         ("Gym", "1d0fffa3-4a71-5be0-b052-dba0e065cdc9"),
     ]
-    assert (SHED, SIDE_GATE, BIKE_ROOM) == (
+    assert (
         seeded_id("device", "Shed"),
         seeded_id("device", "Side Gate"),
         seeded_id("acs_entrance", "Bike Room"),
-    )
+    ) == (SHED, SIDE_GATE, BIKE_ROOM)
     devices = await seam.devices.list()
     assert [d.device_id for d in devices] == [FRONT_DOOR, BACK_DOOR, GARAGE, SHED, SIDE_GATE]
     assert [d.can_program_online_access_codes for d in devices] == [True] * 3 + [False, True]
@@ -234,7 +235,7 @@ async def test_seeded_doors_have_fixed_ids_and_validate_as_devices_and_entrances
     assert [e.can_unlock_with_code for e in entrances] == [True, True, False]
 
 
-async def test_schema_file_is_what_the_trim_script_makes_from_the_spec() -> None:
+async def test_schema_and_extract_files_are_what_the_trim_script_makes_from_the_spec() -> None:
     if not SPEC.exists():
         pytest.skip("Seam's OpenAPI spec is not checked out beside the repository")
     script = importlib.util.spec_from_file_location(
@@ -243,8 +244,9 @@ async def test_schema_file_is_what_the_trim_script_makes_from_the_spec() -> None
     assert script is not None and script.loader is not None
     module = importlib.util.module_from_spec(script)
     script.loader.exec_module(module)
-    regenerated = module.trim(json.loads(SPEC.read_text()))
-    assert regenerated == json.loads(SCHEMAS_FILE.read_text())
+    spec = json.loads(SPEC.read_text())
+    assert module.trim(spec) == json.loads(SCHEMAS_FILE.read_text())
+    assert module.extract(spec) == json.loads(EXTRACT_FILE.read_text())
 
 
 # --- access grants ---------------------------------------------------------------------------

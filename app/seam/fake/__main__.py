@@ -1,4 +1,5 @@
-"""``python -m app.seam.fake [--host] [--port] [--webhook-url] [--webhook-secret]``."""
+"""``python -m app.seam.fake [--host] [--port] [--webhook-url] [--webhook-secret]
+[--issue-delay] [--api-key]``."""
 
 import argparse
 
@@ -11,12 +12,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--webhook-url", default=None)
     parser.add_argument("--webhook-secret", default=None)
+    parser.add_argument("--issue-delay", type=float, default=None)
+    parser.add_argument("--api-key", default=None)
     args = parser.parse_args()
     serve(
         host=args.host,
         port=args.port,
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
+        issue_delay=args.issue_delay,
+        api_key=args.api_key,
     )
 
 

@@ -7,9 +7,13 @@ few of them; where it does not, the name follows Seam's ``<thing>_<problem>`` ha
 ==========================================  ======  ============================================
 type                                        status  when
 ==========================================  ======  ============================================
-``unauthorized``                            401     no ``Authorization: Bearer seam_…`` header
-``invalid_input``                           400     a parameter is missing, malformed or
-                                                    contradictory (``validation_errors`` set)
+``unauthorized``                            401     no ``Authorization: Bearer seam_…`` header,
+                                                    or not the key the fake was given
+``forbidden``                               403     the key was made forbidden
+                                                    (``POST /_fake/api_key``)
+``invalid_input``                           400     a parameter is missing, malformed,
+                                                    contradictory or unknown to the endpoint
+                                                    (``validation_errors`` set)
 ``access_grant_key_already_exists``         400     ``access_grants/create`` with a key in use
 ``user_identity_email_address_taken``       400     inline identity, email address in use
 ``user_identity_phone_number_taken``        400     inline identity, phone number in use
@@ -20,6 +24,7 @@ type                                        status  when
 ``device_not_found``                        404     unknown id in ``device_ids``
 ``acs_entrance_not_found``                  404     unknown id in ``acs_entrance_ids``
 ``space_not_found``                         404     unknown id/key in ``space_ids``/``space_keys``
+``webhook_not_found``                       404     unknown ``webhook_id``
 ``endpoint_not_found``                      404     a path the fake does not implement
 ``method_not_allowed``                      405     a verb the endpoint does not take
 ==========================================  ======  ============================================
