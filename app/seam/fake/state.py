@@ -265,15 +265,16 @@ class FakeSeamState:
         """Record one sample of each event type (every type of Seam's spec by default), with a
         fresh id and time; ``fields`` replace the values of the fields a sample has."""
         samples = event_samples()
-        unknown = [t for t in event_types or [] if t not in samples]
+        wanted = list(samples) if event_types is None else event_types
+        unknown = [event_type for event_type in wanted if event_type not in samples]
         if unknown:
             raise invalid_input(f"Unknown event types: {', '.join(unknown)}", field="event_types")
         recorded = []
-        for event_type in event_types or list(samples):
+        for event_type in wanted:
             sample = samples[event_type]
-            overrides = {k: v for k, v in (fields or {}).items() if k in sample}
-            for common in ("event_id", "event_type", "workspace_id", "created_at", "occurred_at"):
-                del sample[common]
+            for fresh in ("event_id", "event_type", "created_at", "occurred_at"):
+                del sample[fresh]
+            overrides = {key: value for key, value in (fields or {}).items() if key in sample}
             recorded.append(self.record_event(event_type, **{**sample, **overrides}))
         return recorded
 
