@@ -29,6 +29,7 @@ from app.seam.fake.schemas import (
     ListDevicesParams,
     ListEntrancesParams,
     ListEventsParams,
+    ListSpacesParams,
     ListUserIdentitiesParams,
     PageParams,
     UpdateAccessGrantParams,
@@ -41,6 +42,7 @@ from app.seam.fake.views import (
     devices_json,
     entrances_json,
     related_batch,
+    space_json,
     user_identity_json,
 )
 
@@ -194,6 +196,18 @@ async def list_acs_entrances(fake: FakeSeam, request: Request) -> JSONResponse:
     return ok(acs_entrances=page, pagination=pagination)
 
 
+async def list_spaces(fake: FakeSeam, request: Request) -> JSONResponse:
+    params = await parse_request(request, ListSpacesParams)
+    spaces = [
+        space_json(s)
+        for s in fake.state.spaces.values()
+        if (params.space_key is None or s.space_key == params.space_key)
+        and (not params.search or params.search.lower() in s.name.lower())
+    ]
+    page, pagination = paginate(spaces, params, request)
+    return ok(spaces=page, pagination=pagination)
+
+
 async def get_user_identity(fake: FakeSeam, request: Request) -> JSONResponse:
     params = await parse_request(request, GetUserIdentityParams)
     identity = fake.state.user_identity(params.user_identity_id, params.user_identity_key)
@@ -231,6 +245,7 @@ ENDPOINTS: list[tuple[str, tuple[str, ...], Handler]] = [
     ("/events/list", READ, list_events),
     ("/devices/list", READ, list_devices),
     ("/acs/entrances/list", READ, list_acs_entrances),
+    ("/spaces/list", READ, list_spaces),
     ("/user_identities/get", READ, get_user_identity),
     ("/user_identities/list", READ, list_user_identities),
 ]

@@ -231,6 +231,11 @@ class ListEntrancesParams(PageParams):
     search: str | None = None
 
 
+class ListSpacesParams(PageParams):
+    search: str | None = None
+    space_key: str | None = None
+
+
 class GetUserIdentityParams(Params):
     user_identity_id: Uuid | None = None
     user_identity_key: str | None = None
