@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import hashlib
+import keyword
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -121,7 +122,9 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            _json_name(f.name): _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+        }
     if isinstance(value, Mapping):
         return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -131,6 +134,13 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "__dict__"):
         return {k: _plain(v) for k, v in vars(value).items() if not k.startswith("_")}
     return str(value)
+
+
+def _json_name(field_name: str) -> str:
+    """The SDK names a field `from_` where Seam's JSON says `from` (a Python keyword)."""
+    if field_name.endswith("_") and keyword.iskeyword(field_name[:-1]):
+        return field_name[:-1]
+    return field_name
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
