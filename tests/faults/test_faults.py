@@ -380,9 +380,7 @@ def test_kill_9_with_a_create_in_flight_then_a_restart_resumes_within_45_seconds
             },
         ).raise_for_status()
         with (
-            serve_process(
-                name="guestkey-1", env=env, log_dir=tmp_path, port=guestkey_port
-            ) as first,
+            serve_process(name="guestkey-1", env=env, log_dir=tmp_path, port=port) as first,
             api_client(first) as api,
         ):
             assert put(api, key).status_code == 201
@@ -398,9 +396,7 @@ def test_kill_9_with_a_create_in_flight_then_a_restart_resumes_within_45_seconds
         assert [j["status"] for j in job_rows(e2e_database)] == ["doing"]
 
         with (
-            serve_process(
-                name="guestkey-2", env=env, log_dir=tmp_path, port=guestkey_port
-            ) as second,
+            serve_process(name="guestkey-2", env=env, log_dir=tmp_path, port=port) as second,
             api_client(second) as api,
         ):
             wait_for(
