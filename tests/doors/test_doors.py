@@ -7,11 +7,13 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select, text, update
 
 from app.doors.models import Door
 from app.doors.tasks import refresh
 from app.runtime import Runtime
+from app.seam.client import DoorInfo, _device_door, _entrance_door
 from app.seam.fake import SEEDED_DEVICES, SEEDED_ENTRANCES, SEEDED_SPACES
 from tests.conftest import job_counts, run_jobs
 from tests.factories import (
@@ -174,3 +176,86 @@ async def test_a_device_event_refreshes_the_door_list_once(
     assert sorted(call["path"] for call in await door_list_calls(fake_seam)) == sorted(DOOR_LISTS)
     items = (await client.get("/v1/doors")).json()["items"]
     assert FRONT_DOOR.id in [item["id"] for item in items]
+
+
+async def test_a_door_that_cannot_take_a_pin_code_is_refused_naming_it_and_why(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def devices_without_keypad(*, device_ids: Any = None) -> list[DoorInfo]:
+        return [
+            DoorInfo("device", door_id, "Shed", can_take_pin_code=False, online=True)
+            for door_id in device_ids or []
+        ]
+
+    async def entrances_card_only(*, acs_entrance_ids: Any = None) -> list[DoorInfo]:
+        return [
+            DoorInfo("acs_entrance", door_id, "Bike Room", can_take_pin_code=False, online=None)
+            for door_id in acs_entrance_ids or []
+        ]
+
+    monkeypatch.setattr(runtime.seam, "list_devices", devices_without_keypad)
+    monkeypatch.setattr(runtime.seam, "list_entrances", entrances_card_only)
+    shed, bike_room = str(uuid.uuid4()), str(uuid.uuid4())
+    response = await put_reservation(
+        client, "bk-1", device_ids=[shed], acs_entrance_ids=[bike_room]
+    )
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert [(error["loc"], error["type"], error["input"]) for error in detail] == [
+        (["body", "device_ids", 0], "cannot_take_pin_code", shed),
+        (["body", "acs_entrance_ids", 0], "cannot_take_pin_code", bike_room),
+    ]
+    assert "Shed" in detail[0]["msg"] and "cannot take a PIN code" in detail[0]["msg"]
+    assert "Bike Room" in detail[1]["msg"] and "does not open with a PIN code" in detail[1]["msg"]
+    assert (await client.get("/v1/reservations/bk-1")).status_code == 404
+
+
+def test_seams_door_flags_decide_whether_a_door_takes_a_pin_code() -> None:
+    lock = {"device_id": "d-1", "display_name": "Shed", "properties": {"online": False}}
+    assert _device_door({**lock, "can_program_online_access_codes": False}) == DoorInfo(
+        "device", "d-1", "Shed", can_take_pin_code=False, online=False
+    )
+    assert _device_door({**lock, "can_program_online_access_codes": True}).can_take_pin_code
+    entrance = {"acs_entrance_id": "e-1", "display_name": "Bike Room"}
+    assert not _entrance_door({**entrance, "can_unlock_with_code": False}).can_take_pin_code
+    assert _entrance_door({**entrance, "can_unlock_with_code": True}).can_take_pin_code
+
+
+def seeded(kind: str, name: str) -> str | None:
+    """A door the fake Seam seeds, when this fake seeds it."""
+    from app.seam.fake import seed
+
+    door_id = seed.seeded_id(kind, name)
+    doors = [*seed.SEEDED_DEVICES, *seed.SEEDED_ENTRANCES]
+    return door_id if door_id in [door.id for door in doors] else None
+
+
+SHED, SIDE_GATE, BIKE_ROOM = (
+    seeded("device", "Shed"),
+    seeded("device", "Side Gate"),
+    seeded("acs_entrance", "Bike Room"),
+)
+needs_unsupported_doors = pytest.mark.skipif(
+    None in (SHED, SIDE_GATE, BIKE_ROOM), reason="the fake Seam seeds no unsupported doors"
+)
+
+
+@needs_unsupported_doors
+async def test_the_fakes_unsupported_doors_are_refused_and_an_offline_one_accepted(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    response = await put_reservation(
+        client, "bk-1", device_ids=[FRONT_DOOR.id, SHED], acs_entrance_ids=[BIKE_ROOM]
+    )
+    assert response.status_code == 422, response.text
+    assert [(e["loc"], e["type"]) for e in response.json()["detail"]] == [
+        (["body", "device_ids", 1], "cannot_take_pin_code"),
+        (["body", "acs_entrance_ids", 0], "cannot_take_pin_code"),
+    ]
+    response = await put_reservation(client, "bk-1", device_ids=[SIDE_GATE])
+    assert response.status_code == 201, response.text  # offline: Seam loads it when back
+    await refresh(runtime)
+    doors = {item["id"]: item for item in (await client.get("/v1/doors")).json()["items"]}
+    assert doors[SHED]["can_take_pin_code"] is False
+    assert doors[BIKE_ROOM]["can_take_pin_code"] is False
+    assert doors[SIDE_GATE]["can_take_pin_code"] is True and doors[SIDE_GATE]["online"] is False
