@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from procrastinate.exceptions import ConnectorException
 from sqlalchemy import delete, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -307,10 +308,15 @@ async def retry_stalled_jobs(seconds_since_heartbeat: float = 20.0) -> int:
     stalled = list(
         await jobs.job_manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat)
     )
+    retried = 0
     for job in stalled:
-        await jobs.job_manager.retry_job(job)
+        try:
+            await jobs.job_manager.retry_job(job)
+        except ConnectorException:  # no longer `doing`: another check put it back meanwhile
+            continue
+        retried += 1
         log.warning("reconciler.stalled_job_retried", task=job.task_name, job_id=job.id)
-    return len(stalled)
+    return retried
 
 
 INBOX_RETENTION = timedelta(days=30)  # longer than Svix retries (about 28 hours) by far

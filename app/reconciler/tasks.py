@@ -29,7 +29,9 @@ async def reconcile(context: procrastinate.JobContext, timestamp: int) -> None:
     name="reconciler.recover_stalled_jobs",
     queue="reconciler",
     pass_context=True,
-    lock="stalled-jobs",
+    # No lock: a lock held by a run killed midway would stop every later run, and this task is
+    # what frees the locks of killed jobs (the reconciler's own included). Two runs at once are
+    # harmless: a job one of them put back is skipped by the other.
     queueing_lock="stalled-jobs",
 )
 @observed("reconciler.recover_stalled_jobs")
