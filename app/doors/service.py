@@ -40,6 +40,7 @@ DOOR_FIELDS: dict[str, DoorType] = {
     "space_ids": "space",
 }
 REFRESH_LOCK = "doors-refresh"
+STORE_CHUNK = 1000
 
 
 # --- the list --------------------------------------------------------------------------------
@@ -55,7 +56,9 @@ async def list_doors(session: AsyncSession) -> list[Door]:
 
 
 async def store(session: AsyncSession, *, doors: Iterable[DoorInfo], now: datetime) -> None:
-    """Insert or update these doors as seen at `now` (a door seen again is no longer gone)."""
+    """Insert or update these doors as seen at `now` (a door seen again is no longer gone).
+    Rows go in a fixed order, so a refresh and a PUT's check never wait on each other in a
+    circle; in chunks, to stay far below PostgreSQL's limit of bound parameters."""
     values = [
         {
             "id": uuid.uuid4(),
@@ -67,20 +70,19 @@ async def store(session: AsyncSession, *, doors: Iterable[DoorInfo], now: dateti
             "refreshed_at": now,
             "gone_at": None,
         }
-        for door in doors
+        for door in sorted(doors, key=lambda door: (door.type, door.id))
     ]
-    if not values:
-        return
-    statement = insert(Door).values(values)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["door_type", "door_id"],
-            set_={
-                name: statement.excluded[name]
-                for name in ("name", "can_take_pin_code", "online", "refreshed_at", "gone_at")
-            },
+    for start in range(0, len(values), STORE_CHUNK):
+        statement = insert(Door).values(values[start : start + STORE_CHUNK])
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["door_type", "door_id"],
+                set_={
+                    name: statement.excluded[name]
+                    for name in ("name", "can_take_pin_code", "online", "refreshed_at", "gone_at")
+                },
+            )
         )
-    )
 
 
 async def read_workspace_doors(seam: SeamGateway) -> list[DoorInfo]:

@@ -7,7 +7,7 @@ from app.doors import service
 from app.runtime import Runtime
 from app.worker.app import jobs, observed, runtime_of
 from app.worker.queue import Priority
-from app.worker.retry import RETRY
+from app.worker.retry import RETRY, TRANSIENT_ERRORS
 
 log = structlog.get_logger(__name__)
 
@@ -45,5 +45,9 @@ async def refresh_doors(context: procrastinate.JobContext) -> None:
 )
 @observed("doors.refresh_periodically")
 async def refresh_periodically(context: procrastinate.JobContext, timestamp: int) -> None:
-    """Every five minutes: the door list a PUT's check reads stays fresh."""
-    await refresh(runtime_of(context))
+    """Every five minutes: the door list a PUT's check reads stays fresh. Seam unreachable is
+    one warning line; the next period tries again."""
+    try:
+        await refresh(runtime_of(context))
+    except TRANSIENT_ERRORS as error:
+        log.warning("doors.refresh_failed", error=f"{type(error).__name__}: {error}")

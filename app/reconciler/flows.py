@@ -171,7 +171,8 @@ class EventWindows:
     A page shorter than the limit is the whole window. A full one says nothing about what is
     missing (Seam documents no order), so the window is split in two and each half read again,
     the older first; a full page in a window too narrow to split is paged by offset. Windows
-    are finished oldest first, so `read_until` is where everything before has been read."""
+    are finished oldest first, so when the call budget runs out everything up to
+    `newest_read` has been read."""
 
     def __init__(
         self,

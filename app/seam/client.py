@@ -9,6 +9,7 @@ It imports no guestkey domain.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import hashlib
@@ -231,6 +232,9 @@ class SeamGateway:
         outcome = "ok"
         try:
             return await request()
+        except asyncio.CancelledError:  # the caller stopped waiting (a deadline of its own)
+            outcome = "cancelled"
+            raise
         except SeamError:
             outcome = "error"
             raise

@@ -129,16 +129,22 @@ class ExpectedFailuresFilter(logging.Filter):
         return True
 
 
+WORKER_NAME = "worker"
+
+
 def quiet_expected_failures() -> None:
-    """Install `ExpectedFailuresFilter` on procrastinate's worker logger (once)."""
-    worker_logger = logging.getLogger("procrastinate.worker")
-    if not any(isinstance(f, ExpectedFailuresFilter) for f in worker_logger.filters):
-        worker_logger.addFilter(ExpectedFailuresFilter())
+    """Install `ExpectedFailuresFilter` (once) on procrastinate's worker loggers: the module's
+    (job outcomes) and the named worker's (job starts)."""
+    module_logger = logging.getLogger("procrastinate.worker")
+    for worker_logger in (module_logger, module_logger.getChild(WORKER_NAME)):
+        if not any(isinstance(f, ExpectedFailuresFilter) for f in worker_logger.filters):
+            worker_logger.addFilter(ExpectedFailuresFilter())
 
 
 def worker_options(runtime: Runtime, *, concurrency: int, wait: bool = True) -> dict[str, Any]:
     quiet_expected_failures()
     return {
+        "name": WORKER_NAME,
         "concurrency": concurrency,
         "wait": wait,
         "install_signal_handlers": False,

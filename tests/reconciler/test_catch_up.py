@@ -20,6 +20,7 @@ from app.reconciler.models import ReconcilerCursor
 from app.runtime import Runtime
 from app.seam.client import _as_dict
 from app.webhooks.models import SeamWebhook
+from tests.conftest import job_counts
 from tests.factories import FRONT_DOOR, fail_next, fake_control
 
 
@@ -71,6 +72,28 @@ def test_events_with_nested_sdk_objects_become_plain_json() -> None:
     assert plain["event_id"] == event["event_id"] and plain["device_id"] == FRONT_DOOR.id
 
 
+async def test_events_list_answers_plain_json_over_real_http(
+    runtime: Runtime, fake_seam: Any
+) -> None:
+    changed = [{"property": "name", "from": "Guest A", "to": "Guest B"}]
+    await emit(
+        fake_seam,
+        "access_code.changed",
+        access_code_id=str(uuid.uuid4()),
+        device_id=FRONT_DOOR.id,
+        connected_account_id=str(uuid.uuid4()),
+        changed_properties=changed,
+    )
+    now = datetime.now(UTC)
+    [event] = await runtime.seam.list_events(
+        after=now - timedelta(minutes=1),
+        before=now + timedelta(minutes=1),
+        event_types={"access_code.changed"},
+    )
+    assert json.loads(json.dumps(event)) == event
+    assert event["changed_properties"] == changed
+
+
 async def test_a_device_event_with_nested_fields_is_stored_through_the_catch_up(
     runtime: Runtime, fake_seam: Any
 ) -> None:
@@ -85,7 +108,8 @@ async def test_a_device_event_with_nested_fields_is_stored_through_the_catch_up(
     assert await catch_up_events(runtime) == 1
     [row] = await inbox(runtime)
     assert row.event_type == "device.disconnected"
-    assert row.outcome == "routed"  # handed to the door list's refresh
+    assert row.outcome == "processed"  # by the door list's refresh, enqueued with it
+    assert await job_counts(runtime) == {"todo": 1}
     assert row.payload["device_id"] == FRONT_DOOR.id
     assert row.payload["device_custom_metadata"] == {"floor": "2", "staff_only": True}
 
