@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     guestkey_worker_concurrency: int = Field(default=8, ge=1, le=100)
     guestkey_reconcile_after: timedelta = timedelta(minutes=5)
     guestkey_retention: timedelta = timedelta(days=30)
-    guestkey_stalled_job_seconds: float = Field(default=60.0, ge=15)
+    guestkey_stalled_job_seconds: float = Field(default=20.0, ge=15)
     guestkey_callback_url: str | None = None
     guestkey_callback_secret: SecretStr | None = None
     guestkey_callback_timeout_seconds: float = Field(default=10.0, gt=0)

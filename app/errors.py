@@ -50,9 +50,12 @@ class InvalidInput(GuestkeyError):
     status_code = 422
     code = "invalid_input"
 
-    def __init__(self, message: str, *, location: tuple[str, ...]) -> None:
+    def __init__(self, message: str, *, location: tuple[str | int, ...]) -> None:
         super().__init__(message)
         self.location = location
+
+    def detail(self) -> list[dict[str, Any]]:
+        return [{"loc": list(self.location), "msg": self.message, "type": "value_error"}]
 
 
 class ErrorOut(BaseModel):
@@ -66,8 +69,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def render(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, GuestkeyError)
         if isinstance(error, InvalidInput):
-            detail = [{"loc": list(error.location), "msg": error.message, "type": "value_error"}]
-            return JSONResponse({"detail": detail, "code": error.code}, status_code=422)
+            return JSONResponse({"detail": error.detail(), "code": error.code}, status_code=422)
         body: dict[str, Any] = {"detail": error.message, "code": error.code}
         if error.details:
             body.update(error.details)

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from app import health
 from app.config import Settings
+from app.doors.router import router as doors_router
 from app.errors import install_error_handlers
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.reservations.router import router as reservations_router
@@ -67,6 +68,7 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(health.router)
     app.include_router(reservations_router)
+    app.include_router(doors_router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.guestkey_max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -3,6 +3,7 @@
 from app.clients.models import ApiClient, ApiKey
 from app.db import Base
 from app.delivery.models import Delivery
+from app.doors.models import Door
 from app.reconciler.models import ReconcilerCursor
 from app.reservations.models import AccessMethod, Reservation, ReservationDoor, ReservationEvent
 from app.webhooks.models import SeamWebhook
@@ -13,6 +14,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "Delivery",
+    "Door",
     "ReconcilerCursor",
     "Reservation",
     "ReservationDoor",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import email.policy
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
+import structlog
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -20,7 +21,7 @@ from app.migrate import upgrade_to_head
 from app.runtime import Runtime
 from app.worker.app import jobs, worker_options
 from tests.database import create_database, drop_database, server_url, truncate_all
-from tests.e2e.processes import free_port
+from tests.e2e.processes import STARTED, free_port
 from tests.webhooks.signing import SECRET as WEBHOOK_SECRET
 
 # The developer's own environment must not leak into the tests' settings.
@@ -29,6 +30,52 @@ for name in list(os.environ):
         del os.environ[name]
 
 API_KEYS = {"alpha": "key-alpha-0123456789", "beta": "key-beta-0123456789"}
+
+TRACEBACK = "Traceback (most recent call last)"
+# Processes whose log is not guestkey's (the fake Seam prints the tracebacks of requests
+# whose client went away, which some fault tests cause on purpose).
+NOT_GUESTKEY = frozenset({"fake-seam"})
+
+
+@pytest.fixture(autouse=True)
+def no_traceback_in_service_log(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> Iterator[None]:
+    """A traceback in guestkey's log means a bug (DESIGN.md §9.6): expected conditions are
+    one line without one. Fails a test whose log (structlog, stdlib logging, or a guestkey
+    process it started) holds one, unless it is marked `provokes_traceback`."""
+    entries: list[MutableMapping[str, Any]] = []
+
+    def spy(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        entries.append(dict(event_dict))
+        return event_dict
+
+    processors = structlog.get_config()["processors"]
+    structlog.configure(processors=[spy, *processors])
+    processes_before = len(STARTED)
+    try:
+        yield
+    finally:
+        structlog.configure(processors=processors)
+    if request.node.get_closest_marker("provokes_traceback"):
+        return
+    found = [
+        f"{record.name}: {record.getMessage()[:200]}"
+        for record in caplog.get_records("setup") + caplog.get_records("call")
+        if record.exc_info or record.exc_text or TRACEBACK in record.getMessage()
+    ]
+    found += [
+        str(entry.get("event"))
+        for entry in entries
+        if entry.get("exc_info") or "exception" in entry or TRACEBACK in str(entry)
+    ]
+    found += [
+        f"process {process.name}"
+        for process in STARTED[processes_before:]
+        if process.name not in NOT_GUESTKEY and TRACEBACK in process.log()
+    ]
+    if found:
+        pytest.fail(f"traceback in the service log: {found}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

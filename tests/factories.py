@@ -62,6 +62,13 @@ async def fail_next(fake: Any, **rule: Any) -> None:
         assert response.status_code == 200, response.text
 
 
+async def doors_not_checkable(fake: Any) -> None:
+    """Seam cannot answer the next PUT's door check (`devices/list` answers 503, three times:
+    over real HTTP the SDK retries a read twice): the PUT is accepted unchecked and its sync
+    meets the doors at Seam."""
+    await fail_next(fake, count=3, status=503, endpoint="/devices/list")
+
+
 async def create_in_flight(
     client: httpx.AsyncClient, runtime: Any, fake: Any
 ) -> asyncio.Task[None]:

@@ -1,7 +1,8 @@
 """The reconciler: what webhooks should have told guestkey, asked of Seam directly.
 
 One pass (a procrastinate periodic task, so any number of workers defer it once per minute)
-does three things, each bounded:
+does three things, each bounded, each on its own: one failing (Seam down, say) is logged and
+the others still run.
 
 - reservations whose `next_check_at` is due: a `pending` one gets its sync job again (a
   queueing lock makes that a no-op when one is waiting); a `granted` one is polled
@@ -9,11 +10,14 @@ does three things, each bounded:
   doubles each time (from `GUESTKEY_RECONCILE_AFTER` up to 6 hours), so a code that Seam issues
   days before the stay costs a handful of calls, not thousands. Only due rows are read, through
   a partial index: the pass costs what is due, not what is stored.
-- `events.list` since a stored cursor: every event not yet in the inbox goes into it and down
-  the same path as a webhook (the inbox's unique `event_id` makes a webhook and its polled twin
-  one event).
+- `events.list` catch-up of the event types guestkey acts on: from the stored cursor (the
+  newest `created_at` seen) minus an overlap, in time windows that are split in two whenever
+  Seam answers a full page, so no event is skipped whatever order Seam answers in. Every event
+  not yet in the inbox goes into it and down the same path as a webhook (the inbox's unique
+  `event_id` makes a webhook, its polled twin and the overlap's re-reads one event).
 - jobs stuck in `doing` on a worker that stopped sending heartbeats (for
-  `GUESTKEY_STALLED_JOB_SECONDS`) are put back to `todo`.
+  `GUESTKEY_STALLED_JOB_SECONDS`) are put back to `todo`. This also runs every 10 seconds on
+  its own (`recover_stalled_jobs`), so the work of a dead process resumes within 45 seconds.
 
 An hourly maintenance task erases what guestkey must not keep: guest contact details and
 codes `GUESTKEY_RETENTION` after a stay ended, inbox rows older than 30 days, finished jobs.
@@ -22,31 +26,43 @@ codes `GUESTKEY_RETENTION` after a stay ended, inbox rows older than 30 days, fi
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
+from procrastinate.exceptions import ConnectorException
 from sqlalchemy import delete, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
+from app.doors.service import enqueue_refresh as enqueue_door_refresh
 from app.reconciler.models import ReconcilerCursor
 from app.reservations.models import Reservation, ReservationStatus
 from app.reservations.service import enqueue_sync, reservation_lock
 from app.runtime import Runtime
-from app.webhooks.events import HANDLED_EVENTS, UNHANDLED
-from app.webhooks.models import SeamWebhook
+from app.webhooks.events import ACTED_ON_EVENTS, DOOR_EVENTS, HANDLED_EVENTS, UNHANDLED
+from app.webhooks.models import InboxOutcome, SeamWebhook
 from app.webhooks.service import redact
 from app.worker.app import jobs
 from app.worker.queue import defer
+from app.worker.retry import TRANSIENT_ERRORS
 
 log = structlog.get_logger(__name__)
 
 BATCH = 200
 MAX_WAIT = timedelta(hours=6)
 EVENTS_CURSOR = "seam.events"
-EVENTS_OVERLAP = timedelta(minutes=2)  # re-read a little: events can be stamped out of order
+# Re-read this much before the newest event seen: Seam can make an event visible a little
+# after another one stamped later. Re-reading costs nothing (the inbox keeps one of each).
+EVENTS_OVERLAP = timedelta(minutes=2)
 EVENTS_FIRST_LOOK_BACK = timedelta(hours=1)
+# The window ends a little ahead of our clock: Seam's may run ahead of it.
+EVENTS_AHEAD = timedelta(minutes=1)
+EVENTS_PAGE_SIZE = 500
+EVENTS_CALLS_PER_PASS = 40  # the rest waits for the next pass: the cursor only passes what was read
+MILLISECOND = timedelta(milliseconds=1)
 
 
 def next_wait(runtime: Runtime, check_count: int) -> timedelta:
@@ -56,12 +72,29 @@ def next_wait(runtime: Runtime, check_count: int) -> timedelta:
 
 
 async def reconcile(runtime: Runtime) -> dict[str, int]:
-    checked = await check_due_reservations(runtime)
-    caught_up = await catch_up_events(runtime)
-    unstuck = await retry_stalled_jobs(runtime.settings.guestkey_stalled_job_seconds)
-    if checked or caught_up or unstuck:
-        log.info("reconciler.pass", checked=checked, events=caught_up, stalled_jobs=unstuck)
-    return {"checked": checked, "events": caught_up, "stalled_jobs": unstuck}
+    steps: dict[str, Callable[[], Awaitable[int]]] = {
+        "checked": lambda: check_due_reservations(runtime),
+        "events": lambda: catch_up_events(runtime),
+        "stalled_jobs": lambda: retry_stalled_jobs(runtime.settings.guestkey_stalled_job_seconds),
+    }
+    results: dict[str, int] = {}
+    for name, step in steps.items():
+        results[name] = await _isolated(name, step)
+    if any(results.values()):
+        log.info("reconciler.pass", **results)
+    return results
+
+
+async def _isolated(name: str, step: Callable[[], Awaitable[int]]) -> int:
+    """Run one step of the pass; a failure is logged and counts 0, and the pass goes on.
+    An outage is one warning line; anything else is a bug and keeps its traceback."""
+    try:
+        return await step()
+    except TRANSIENT_ERRORS as error:
+        log.warning("reconciler.step_failed", step=name, error=f"{type(error).__name__}: {error}")
+    except Exception:
+        log.exception("reconciler.step_failed", step=name)
+    return 0
 
 
 def due_reservations_query(now: datetime, limit: int = BATCH):  # type: ignore[no-untyped-def]
@@ -132,64 +165,159 @@ async def _cursor(session: AsyncSession) -> datetime:
     return position or utcnow() - EVENTS_FIRST_LOOK_BACK
 
 
-async def catch_up_events(runtime: Runtime, *, max_pages: int = 5) -> int:
+class EventWindows:
+    """Reads every event of `(after, before)` with as few calls as it can.
+
+    A page shorter than the limit is the whole window. A full one says nothing about what is
+    missing (Seam documents no order), so the window is split in two and each half read again,
+    the older first; a full page in a window too narrow to split is paged by offset. Windows
+    are finished oldest first, so when the call budget runs out everything up to
+    `newest_read` has been read."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        page_size: int = EVENTS_PAGE_SIZE,
+        max_calls: int = EVENTS_CALLS_PER_PASS,
+    ) -> None:
+        self.seam = runtime.seam
+        self.page_size = page_size
+        self.calls_left = max_calls
+        self.events: dict[str, dict[str, Any]] = {}
+        self.newest_read: datetime | None = None  # newest `created_at` of finished windows
+
+    async def _page(self, after: datetime, before: datetime, offset: int = 0) -> list[Any]:
+        self.calls_left -= 1
+        return await self.seam.list_events(
+            after=after,
+            before=before,
+            event_types=ACTED_ON_EVENTS,
+            limit=self.page_size,
+            offset=offset or None,
+        )
+
+    def _keep(self, page: list[dict[str, Any]]) -> list[datetime]:
+        stamps = []
+        for event in page:
+            event_id, created_at = event.get("event_id"), event.get("created_at")
+            if not isinstance(event_id, str) or not isinstance(created_at, str):
+                continue
+            self.events[event_id] = event
+            stamps.append(datetime.fromisoformat(created_at))
+        return stamps
+
+    def _finished(self, stamps: list[datetime]) -> None:
+        if stamps:
+            newest = max(stamps)
+            self.newest_read = max(newest, self.newest_read or newest)
+
+    async def read(self, after: datetime, before: datetime) -> bool:
+        """True when the whole interval was read, False when the call budget ran out."""
+        windows = [(after, before)]  # a stack: the older half is pushed last, read first
+        while windows:
+            if self.calls_left <= 0:
+                return False
+            low, high = windows.pop()
+            page = await self._page(low, high)
+            stamps = self._keep(page)
+            if len(page) < self.page_size:
+                self._finished(stamps)
+                continue
+            middle = _whole_millisecond(low + (high - low) / 2)
+            if low < middle and middle + MILLISECOND < high:
+                # `between` is an open interval: the older half ends 1 ms after the middle, so
+                # an event stamped exactly at the middle is in it.
+                windows += [(middle, high), (low, middle + MILLISECOND)]
+                continue
+            offset = len(page)
+            while len(page) == self.page_size:
+                if self.calls_left <= 0:
+                    return False
+                page = await self._page(low, high, offset)
+                stamps += self._keep(page)
+                offset += len(page)
+            self._finished(stamps)
+        return True
+
+
+def _whole_millisecond(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+async def catch_up_events(runtime: Runtime, *, page_size: int = EVENTS_PAGE_SIZE) -> int:
+    """Store (and hand on) every event of the types guestkey acts on since the cursor minus
+    the overlap; move the cursor to the newest `created_at` read. Returns how many were new."""
     from app.webhooks.service import enqueue_stored
 
-    stored = 0
     async with runtime.sessionmaker() as session:
-        since = await _cursor(session) - EVENTS_OVERLAP
-        newest = since
-        for _ in range(max_pages):
-            events = await runtime.seam.list_events(since=since, limit=500)
-            for event in events:
-                event_id, created_at = event.get("event_id"), event.get("created_at")
-                if not isinstance(event_id, str) or not isinstance(created_at, str):
-                    continue
-                newest = max(newest, datetime.fromisoformat(created_at))
-                handled = event.get("event_type") in HANDLED_EVENTS
-                inserted = await session.scalar(
-                    insert(SeamWebhook)
-                    .values(
-                        id=uuid.uuid4(),
-                        svix_id=f"events.list:{event_id}",
-                        event_id=event_id,
-                        event_type=event.get("event_type"),
-                        payload=redact(event),
-                        outcome="received" if handled else "ignored",
-                        outcome_reason=None if handled else UNHANDLED,
-                        processed_at=None if handled else utcnow(),
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(SeamWebhook.id)
+        cursor = await _cursor(session)
+    reader = EventWindows(runtime, page_size=page_size)
+    complete = await reader.read(cursor - EVENTS_OVERLAP, utcnow() + EVENTS_AHEAD)
+    if not complete:
+        log.warning("reconciler.events_behind", read_until=str(reader.newest_read))
+    stored = 0
+    doors_changed = False
+    async with runtime.sessionmaker() as session:
+        for event_id, event in reader.events.items():
+            event_type = event.get("event_type")
+            handled, door_event = event_type in HANDLED_EVENTS, event_type in DOOR_EVENTS
+            inserted = await session.scalar(
+                insert(SeamWebhook)
+                .values(
+                    id=uuid.uuid4(),
+                    svix_id=f"events.list:{event_id}",
+                    event_id=event_id,
+                    event_type=event_type,
+                    payload=redact(event),
+                    outcome=(
+                        InboxOutcome.RECEIVED
+                        if handled
+                        else InboxOutcome.PROCESSED
+                        if door_event
+                        else InboxOutcome.IGNORED
+                    ).value,
+                    outcome_reason=None if handled or door_event else UNHANDLED,
+                    processed_at=None if handled else utcnow(),
                 )
-                if inserted is not None and handled:
-                    await enqueue_stored(session, webhook_id=inserted, payload=event)
-                if inserted is not None:
-                    stored += 1
-            if len(events) < 500:
-                break
-            since = newest
-        await session.execute(
-            insert(ReconcilerCursor)
-            .values(name=EVENTS_CURSOR, position=newest + EVENTS_OVERLAP)
-            .on_conflict_do_update(
-                index_elements=["name"], set_={"position": newest + EVENTS_OVERLAP}
+                .on_conflict_do_nothing()
+                .returning(SeamWebhook.id)
             )
-        )
+            if inserted is None:
+                continue
+            stored += 1
+            doors_changed |= door_event
+            if handled:
+                await enqueue_stored(session, webhook_id=inserted, payload=event)
+        if doors_changed:
+            await enqueue_door_refresh(session)
+        if reader.newest_read is not None and reader.newest_read > cursor:
+            await session.execute(
+                insert(ReconcilerCursor)
+                .values(name=EVENTS_CURSOR, position=reader.newest_read)
+                .on_conflict_do_update(
+                    index_elements=["name"], set_={"position": reader.newest_read}
+                )
+            )
         await session.commit()
     if stored:
         log.info("reconciler.events_caught_up", count=stored)
     return stored
 
 
-async def retry_stalled_jobs(seconds_since_heartbeat: float = 60.0) -> int:
+async def retry_stalled_jobs(seconds_since_heartbeat: float = 20.0) -> int:
     stalled = list(
         await jobs.job_manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat)
     )
+    retried = 0
     for job in stalled:
-        await jobs.job_manager.retry_job(job)
+        try:
+            await jobs.job_manager.retry_job(job)
+        except ConnectorException:  # no longer `doing`: another check put it back meanwhile
+            continue
+        retried += 1
         log.warning("reconciler.stalled_job_retried", task=job.task_name, job_id=job.id)
-    return len(stalled)
+    return retried
 
 
 INBOX_RETENTION = timedelta(days=30)  # longer than Svix retries (about 28 hours) by far

@@ -24,6 +24,24 @@ async def reconcile(context: procrastinate.JobContext, timestamp: int) -> None:
     await flows.reconcile(runtime_of(context))
 
 
+@jobs.periodic(cron="* * * * * */10", periodic_id="stalled-jobs")  # 6th field: seconds
+@jobs.task(
+    name="reconciler.recover_stalled_jobs",
+    queue="reconciler",
+    pass_context=True,
+    # No lock: a lock held by a run killed midway would stop every later run, and this task is
+    # what frees the locks of killed jobs (the reconciler's own included). Two runs at once are
+    # harmless: a job one of them put back is skipped by the other.
+    queueing_lock="stalled-jobs",
+)
+@observed("reconciler.recover_stalled_jobs")
+async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Every 10 seconds: jobs held by a worker silent for GUESTKEY_STALLED_JOB_SECONDS (20 by
+    default; heartbeats come every 5) go back to `todo`, so the work of a process that died
+    resumes within 45 seconds on any live worker, a restarted one included."""
+    await flows.retry_stalled_jobs(runtime_of(context).settings.guestkey_stalled_job_seconds)
+
+
 @jobs.task(
     name="reconciler.poll_reservation", pass_context=True, retry=RETRY, priority=Priority.STAY
 )

@@ -34,7 +34,7 @@ from app.reservations.models import (
 from app.reservations.service import grant_key
 from app.runtime import Runtime
 from app.seam.client import Grant, GuestIdentity, SeamGateway
-from app.seam.errors import PermanentSeamError, TransientSeamError
+from app.seam.errors import PermanentSeamError, SeamRejectedApiKey, TransientSeamError
 from app.timeline import TimelineKind, record_event
 
 log = structlog.get_logger(__name__)
@@ -161,7 +161,9 @@ async def _sync_step(runtime: Runtime, wanted: Wanted) -> bool:
             status=error.status,
             retry_after=error.retry_after,
         )
-        await _note_error(runtime, wanted, f"Seam unavailable, retrying: {error}")
+        rejected_key = isinstance(error, SeamRejectedApiKey)  # says what to fix itself
+        note = str(error) if rejected_key else f"Seam unavailable, retrying: {error}"
+        await _note_error(runtime, wanted, note)
         raise
     return False
 

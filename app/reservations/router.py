@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from app.crypto import CodeCipher
 from app.dependencies import ClientDep, RuntimeDep, SessionDep
+from app.doors import service as doors
 from app.errors import ErrorOut
 from app.reservations import service
 from app.reservations.doors import requested_doors
@@ -139,12 +140,25 @@ async def _present_one(
 async def put_reservation(
     reservation_key: ReservationKey,
     body: ReservationIn,
+    request: Request,
     response: Response,
     session: SessionDep,
     client_id: ClientDep,
     runtime: RuntimeDep,
 ) -> ReservationOut:
-    """Create or update a reservation. An identical PUT changes nothing and calls nothing."""
+    """Create or update a reservation. An identical PUT changes nothing and calls nothing.
+    Doors it adds must be doors of the workspace that take a PIN code (`GET /v1/doors`)."""
+    raw_body = await request.json()
+    await doors.check_reservation_doors(
+        session,
+        seam=runtime.seam,
+        client_id=client_id,
+        reservation_key=reservation_key,
+        requested={
+            field: doors.as_sent(raw_body, field, getattr(body, field))
+            for field in doors.DOOR_FIELDS
+        },
+    )
     reservation, created = await service.put_reservation(
         session,
         client_id=client_id,

@@ -1,35 +1,47 @@
 """guestkey's adapter over the official Seam SDK (`AsyncSeam`), one per process.
 
-It exposes the handful of calls guestkey makes, returns plain dataclasses, and turns every
-failure into `TransientSeamError` (retry later) or `PermanentSeamError` (give up, say why).
+It exposes the handful of calls guestkey makes, returns plain dataclasses (and plain JSON for
+events, nested SDK objects included), and turns every failure into `TransientSeamError` (retry
+later) or `PermanentSeamError` (give up, say why). Every failed call is one log line with the
+endpoint, status, Seam's error type and `seam-request-id` (what Seam's support asks for).
 It imports no guestkey domain.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import dataclasses
 import hashlib
+import keyword
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import httpx
 import structlog
-from seam.exceptions import SeamHttpApiError, SeamHttpUnauthorizedError
+from seam.exceptions import SeamHttpApiError
 from seam.seam import AsyncSeam
 
 from app.metrics import SEAM_CALL_SECONDS
-from app.seam.errors import PermanentSeamError, SeamError, SeamNotFound, TransientSeamError
+from app.seam.errors import (
+    PermanentSeamError,
+    SeamError,
+    SeamNotFound,
+    SeamRejectedApiKey,
+    TransientSeamError,
+)
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 DoorType = Literal["device", "acs_entrance", "space"]
 
-_TRANSIENT_STATUSES = frozenset({401, 403, 408, 423, 425, 429})
+_TRANSIENT_STATUSES = frozenset({408, 423, 425, 429})
+_REJECTED_KEY_STATUSES = frozenset({401, 403})
 _last_retry_after: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "seam_retry_after", default=None
 )
@@ -94,12 +106,47 @@ class Door:
     name: str
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
+@dataclass(frozen=True)
+class DoorInfo:
+    """A door of the workspace as guestkey's door list keeps it (DESIGN.md §9.2)."""
+
+    type: DoorType
+    id: str
+    name: str
+    can_take_pin_code: bool
+    online: bool | None
+
+
+def _plain(value: Any) -> Any:
+    """The SDK's objects as plain JSON values, however deeply nested (an event's
+    `changed_properties` is a list of SDK dataclasses, for one)."""
+    if value is None or isinstance(value, str | int | float | bool):
         return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            _json_name(f.name): _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+        }
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
     if hasattr(value, "__dict__"):
-        return {k: _as_dict(v) if hasattr(v, "__dict__") else v for k, v in vars(value).items()}
-    return {}
+        return {k: _plain(v) for k, v in vars(value).items() if not k.startswith("_")}
+    return str(value)
+
+
+def _json_name(field_name: str) -> str:
+    """The SDK names a field `from_` where Seam's JSON says `from` (a Python keyword)."""
+    if field_name.endswith("_") and keyword.iskeyword(field_name[:-1]):
+        return field_name[:-1]
+    return field_name
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    plain = _plain(value)
+    return plain if isinstance(plain, dict) else {}
 
 
 def _grant(resource: Any) -> Grant:
@@ -185,36 +232,41 @@ class SeamGateway:
         outcome = "ok"
         try:
             return await request()
+        except asyncio.CancelledError:  # the caller stopped waiting (a deadline of its own)
+            outcome = "cancelled"
+            raise
         except SeamError:
             outcome = "error"
             raise
-        except SeamHttpUnauthorizedError as error:
-            outcome = "unauthorized"
-            raise TransientSeamError(
-                "Seam rejected the API key", error_type="unauthorized", status=401
-            ) from error
-        except SeamHttpApiError as error:
+        except SeamHttpApiError as error:  # SeamHttpUnauthorizedError (401) included
             outcome = f"http_{error.status_code}"
-            raise _classify(error, _last_retry_after.get()) from error
+            failure = _classify(endpoint, error, _last_retry_after.get())
+            _log_failure(endpoint, failure, request_id=error.request_id)
+            raise failure from error
         except httpx.TimeoutException as error:
             outcome = "timeout"
-            raise TransientSeamError(f"Seam timed out on {endpoint}") from error
+            failure = TransientSeamError(f"Seam timed out on {endpoint}")
+            _log_failure(endpoint, failure, request_id=None)
+            raise failure from error
         except httpx.HTTPStatusError as error:
-            outcome = f"http_{error.response.status_code}"
             status = error.response.status_code
-            retry_after = _retry_after_seconds(error.response.headers.get("retry-after"))
-            if status >= 500 or status in _TRANSIENT_STATUSES:
-                raise TransientSeamError(
-                    f"Seam answered {status} on {endpoint}", status=status, retry_after=retry_after
-                ) from error
-            raise PermanentSeamError(
-                f"Seam answered {status} on {endpoint}", status=status
-            ) from error
+            outcome = f"http_{status}"
+            failure = _classify_status(
+                endpoint,
+                status,
+                _retry_after_seconds(error.response.headers.get("retry-after")),
+            )
+            _log_failure(
+                endpoint, failure, request_id=error.response.headers.get("seam-request-id")
+            )
+            raise failure from error
         except httpx.TransportError as error:
             outcome = "connection_error"
-            raise TransientSeamError(
+            failure = TransientSeamError(
                 f"cannot reach Seam ({type(error).__name__}) on {endpoint}"
-            ) from error
+            )
+            _log_failure(endpoint, failure, request_id=None)
+            raise failure from error
         finally:
             SEAM_CALL_SECONDS.labels(endpoint, outcome).observe(time.perf_counter() - started)
 
@@ -374,12 +426,93 @@ class SeamGateway:
 
     # events
 
-    async def list_events(self, *, since: datetime, limit: int = 500) -> list[dict[str, Any]]:
+    async def list_events(
+        self,
+        *,
+        after: datetime,
+        before: datetime,
+        event_types: Collection[str],
+        limit: int = 500,
+        offset: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events created strictly between `after` and `before` (Seam's `between` is an open
+        interval), of the given types, as plain JSON. At most `limit`; in Seam's order."""
         events = await self._call(
             "events.list",
-            lambda: self._seam.events.list(since=since.isoformat(), limit=limit),
+            lambda: self._seam.events.list(
+                between=[after.isoformat(), before.isoformat()],
+                event_types=cast(Any, sorted(event_types)),
+                limit=limit,
+                unstable_offset=offset,
+            ),
         )
         return [_as_dict(event) for event in events]
+
+    # the workspace's doors
+
+    async def list_devices(self, *, device_ids: Sequence[str] | None = None) -> list[DoorInfo]:
+        """The workspace's devices (every page), or those of `device_ids` that exist."""
+        params: dict[str, Any] = {} if device_ids is None else {"device_ids": list(device_ids)}
+        devices = await self._call(
+            "devices.list",
+            lambda: self._seam.create_paginator(self._seam.devices.list, params).flatten_to_list(),
+        )
+        return [_device_door(_as_dict(device)) for device in devices]
+
+    async def list_entrances(
+        self, *, acs_entrance_ids: Sequence[str] | None = None
+    ) -> list[DoorInfo]:
+        """The workspace's ACS entrances (every page), or those of `acs_entrance_ids`."""
+        params: dict[str, Any] = (
+            {} if acs_entrance_ids is None else {"acs_entrance_ids": list(acs_entrance_ids)}
+        )
+        entrances = await self._call(
+            "acs.entrances.list",
+            lambda: self._seam.create_paginator(
+                self._seam.acs.entrances.list, params
+            ).flatten_to_list(),
+        )
+        return [_entrance_door(_as_dict(entrance)) for entrance in entrances]
+
+    async def list_spaces(self) -> list[DoorInfo]:
+        """The workspace's spaces (every page). A space takes whatever its doors take."""
+        spaces = await self._call(
+            "spaces.list",
+            lambda: self._seam.create_paginator(self._seam.spaces.list).flatten_to_list(),
+        )
+        return [_space_door(_as_dict(space)) for space in spaces]
+
+
+def _device_door(device: dict[str, Any]) -> DoorInfo:
+    properties = device.get("properties") or {}
+    online = properties.get("online") if isinstance(properties, dict) else None
+    return DoorInfo(
+        type="device",
+        id=str(device["device_id"]),
+        name=_display_name(device, "device_id"),
+        can_take_pin_code=bool(device.get("can_program_online_access_codes")),
+        online=online if isinstance(online, bool) else None,
+    )
+
+
+def _entrance_door(entrance: dict[str, Any]) -> DoorInfo:
+    return DoorInfo(
+        type="acs_entrance",
+        id=str(entrance["acs_entrance_id"]),
+        name=_display_name(entrance, "acs_entrance_id"),
+        can_take_pin_code=bool(entrance.get("can_unlock_with_code")),
+        online=None,  # Seam reports no connectivity for an entrance
+    )
+
+
+def _space_door(space: dict[str, Any]) -> DoorInfo:
+    return DoorInfo(
+        type="space",
+        id=str(space["space_id"]),
+        name=_display_name(space, "space_id"),
+        can_take_pin_code=True,
+        online=None,
+    )
 
 
 def _display_name(resource: dict[str, Any], id_field: str) -> str:
@@ -389,9 +522,20 @@ def _display_name(resource: dict[str, Any], id_field: str) -> str:
     return str(name or resource[id_field])
 
 
-def _classify(error: SeamHttpApiError, retry_after: float | None) -> SeamError:
+def _rejected_key(endpoint: str, status: int, error_type: str) -> SeamRejectedApiKey:
+    return SeamRejectedApiKey(
+        f"Seam rejected the API key ({status} {error_type} on {endpoint}): "
+        "check SEAM_API_KEY and that it belongs to the workspace",
+        error_type=error_type,
+        status=status,
+    )
+
+
+def _classify(endpoint: str, error: SeamHttpApiError, retry_after: float | None) -> SeamError:
     status = error.status_code
     error_type = error.code or "unknown_error"
+    if status in _REJECTED_KEY_STATUSES:
+        return _rejected_key(endpoint, status, error_type)
     message = f"{error_type}: {error}"
     if status >= 500 or status in _TRANSIENT_STATUSES:
         return TransientSeamError(
@@ -400,3 +544,53 @@ def _classify(error: SeamHttpApiError, retry_after: float | None) -> SeamError:
     if status == 404 or error_type.endswith("_not_found"):
         return SeamNotFound(message, error_type=error_type, status=status)
     return PermanentSeamError(message, error_type=error_type, status=status)
+
+
+def _classify_status(endpoint: str, status: int, retry_after: float | None) -> SeamError:
+    """A failure without Seam's error body (a proxy's 502, say)."""
+    if status in _REJECTED_KEY_STATUSES:
+        return _rejected_key(endpoint, status, "unknown_error")
+    message = f"Seam answered {status} on {endpoint}"
+    if status >= 500 or status in _TRANSIENT_STATUSES:
+        return TransientSeamError(message, status=status, retry_after=retry_after)
+    return PermanentSeamError(message, status=status)
+
+
+class _Throttle:
+    """True at most once per `seconds` (per process)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last = float("-inf")
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.seconds:
+            return False
+        self._last = now
+        return True
+
+
+# A rejected key fails every call: one error line a minute says so; the rest are warnings.
+_rejected_key_error_due = _Throttle(60.0)
+
+
+def _log_failure(endpoint: str, error: SeamError, *, request_id: str | None) -> None:
+    """One line per failed call, never with a traceback: the caller decides what it means."""
+    fields: dict[str, Any] = {
+        "endpoint": endpoint,
+        "status": error.status,
+        "error_type": error.error_type,
+        "seam_request_id": request_id,
+    }
+    if isinstance(error, SeamRejectedApiKey):
+        if _rejected_key_error_due():
+            log.error("seam.api_key_rejected", **fields, hint="check SEAM_API_KEY")
+        else:
+            log.warning("seam.api_key_rejected", **fields)
+    elif isinstance(error, SeamNotFound):
+        log.info("seam.not_found", **fields)
+    elif isinstance(error, TransientSeamError):
+        log.warning("seam.call_failed", **fields, error=str(error), retry_after=error.retry_after)
+    else:
+        log.warning("seam.call_refused", **fields, error=str(error))

@@ -28,6 +28,12 @@ class TransientSeamError(SeamError):
         self.retry_after = retry_after
 
 
+class SeamRejectedApiKey(TransientSeamError):
+    """Seam answered 401 or 403: guestkey's API key is wrong, revoked or lacks the workspace.
+    A configuration error, not the reservation's: it is retried (an operator fixes the key and
+    work resumes), but slowly, and logged as an error."""
+
+
 class PermanentSeamError(SeamError):
     """Seam refused the request itself (unknown device, invalid input): retrying cannot help."""
 

@@ -13,9 +13,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
+from app.doors.service import enqueue_refresh as enqueue_door_refresh
 from app.reservations.models import AccessMethod, Reservation
 from app.reservations.service import reservation_lock
-from app.webhooks.events import HANDLED_EVENTS, UNHANDLED
+from app.webhooks.events import DOOR_EVENTS, HANDLED_EVENTS, UNHANDLED
 from app.webhooks.models import InboxOutcome, SeamWebhook
 from app.worker.queue import Priority, defer
 
@@ -85,11 +86,12 @@ _INSERT = insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.id)
 async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) -> Intake:
     payload, problem = parse_event(body)
     row: dict[str, Any] = {"id": uuid.uuid4(), "svix_id": svix_id}
-    handled = False
+    handled = door_event = False
     route = None
     if problem is None:
         assert payload is not None
         handled = payload["event_type"] in HANDLED_EVENTS
+        door_event = payload["event_type"] in DOOR_EVENTS
         if handled:
             route = await find_reservation(session, payload)
         row |= {
@@ -98,11 +100,13 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
             "payload": redact(payload),
             "raw_body": None,
             "outcome": (
-                (InboxOutcome.ROUTED if route else InboxOutcome.RECEIVED)
+                InboxOutcome.PROCESSED  # by the door list's refresh, enqueued below
+                if door_event
+                else (InboxOutcome.ROUTED if route else InboxOutcome.RECEIVED)
                 if handled
                 else InboxOutcome.IGNORED
             ).value,
-            "outcome_reason": None if handled else UNHANDLED,
+            "outcome_reason": None if handled or door_event else UNHANDLED,
             "processed_at": None if handled and route is None else utcnow(),
         }
     else:
@@ -121,6 +125,9 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
     if problem is not None:
         log.error("webhooks.seam.rejected", svix_id=svix_id, reason=problem)
         return Intake("rejected", problem)
+    if door_event:
+        await enqueue_door_refresh(session)
+        return Intake("accepted")
     if not handled:
         return Intake("ignored")  # stored for the record; no job, nothing to do
 

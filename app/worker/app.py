@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +31,7 @@ TASK_MODULES = [
     "app.delivery.tasks",
     "app.reconciler.tasks",
     "app.callbacks.tasks",
+    "app.doors.tasks",
 ]
 
 jobs = procrastinate.App(
@@ -98,8 +100,51 @@ async def run_supervised_worker(runtime: Runtime, *, concurrency: int) -> None:
         delay = min(delay * 2, 30.0)
 
 
+# Periodic housekeeping that runs every few seconds: its start and success are not news.
+QUIET_TASKS = frozenset({"reconciler.recover_stalled_jobs"})
+
+
+class ExpectedFailuresFilter(logging.Filter):
+    """procrastinate logs every failed job with its traceback. A transient failure (Seam or the
+    database unreachable, Seam answering 5xx, an event waiting for its grant) is expected and
+    retried: it becomes one warning line naming the error. Anything else keeps its traceback,
+    so a traceback in the log means a bug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from app.worker.retry import TRANSIENT_ERRORS
+
+        action = getattr(record, "action", None)
+        job = getattr(record, "job", None)
+        task = job.get("task_name") if isinstance(job, dict) else None
+        if action in ("start_job", "job_success") and task in QUIET_TASKS:
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        if action in ("job_error_retry", "job_error") and isinstance(error, TRANSIENT_ERRORS):
+            record.msg = f"{record.getMessage()} - {type(error).__name__}: {error}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            if action == "job_error_retry":
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+WORKER_NAME = "worker"
+
+
+def quiet_expected_failures() -> None:
+    """Install `ExpectedFailuresFilter` (once) on procrastinate's worker loggers: the module's
+    (job outcomes) and the named worker's (job starts)."""
+    module_logger = logging.getLogger("procrastinate.worker")
+    for worker_logger in (module_logger, module_logger.getChild(WORKER_NAME)):
+        if not any(isinstance(f, ExpectedFailuresFilter) for f in worker_logger.filters):
+            worker_logger.addFilter(ExpectedFailuresFilter())
+
+
 def worker_options(runtime: Runtime, *, concurrency: int, wait: bool = True) -> dict[str, Any]:
+    quiet_expected_failures()
     return {
+        "name": WORKER_NAME,
         "concurrency": concurrency,
         "wait": wait,
         "install_signal_handlers": False,
@@ -107,6 +152,7 @@ def worker_options(runtime: Runtime, *, concurrency: int, wait: bool = True) -> 
         "fetch_job_polling_interval": 1.0,
         "abort_job_polling_interval": 5.0,
         "shutdown_graceful_timeout": 20.0,
-        # Jobs of a worker silent for GUESTKEY_STALLED_JOB_SECONDS (at least 15) are retried.
+        # Jobs of a worker silent for GUESTKEY_STALLED_JOB_SECONDS (at least 15, default 20:
+        # three missed heartbeats) are retried, checked every 10 s (reconciler.tasks).
         "update_heartbeat_interval": 5.0,
     }

@@ -12,7 +12,7 @@ import sqlalchemy.exc
 from procrastinate import BaseRetryStrategy, RetryDecision
 from procrastinate.jobs import Job
 
-from app.seam.errors import TransientSeamError
+from app.seam.errors import SeamRejectedApiKey, TransientSeamError
 
 
 class RetryLater(Exception):
@@ -49,6 +49,8 @@ class BackoffRetry(BaseRetryStrategy):
         attempts = job.attempts
         if self.max_transient_attempts is not None and attempts + 1 >= self.max_transient_attempts:
             return None
+        if isinstance(exception, SeamRejectedApiKey):
+            return _after(REJECTED_KEY_RETRY_SECONDS + random.uniform(0, 30))  # noqa: S311
         if isinstance(exception, RetryLater) and exception.retry_after is not None:
             return _after(exception.retry_after)
         if isinstance(exception, TRANSIENT_ERRORS):
@@ -65,6 +67,10 @@ class BackoffRetry(BaseRetryStrategy):
 def _after(seconds: float) -> RetryDecision:
     return RetryDecision(retry_at=datetime.now(UTC) + timedelta(seconds=seconds))
 
+
+# Seam refusing guestkey's API key will not change by itself: a reservation's work asks again
+# at most once per this many seconds, until an operator fixes the key.
+REJECTED_KEY_RETRY_SECONDS = 600.0
 
 RETRY = BackoffRetry()
 # Callbacks to a booking system: hourly at most, for about a day, like Svix's own schedule.

@@ -64,6 +64,11 @@ class Process:
                 self.popen.wait(5)
 
 
+# Every guestkey process a test started, so the suite's log guard (tests/conftest.py) reads
+# their logs too.
+STARTED: list[Process] = []
+
+
 def _clean_env() -> dict[str, str]:
     return {
         name: value
@@ -94,6 +99,7 @@ def running(
             cwd=log_dir,
         )
     process = Process(name, popen, log_path, url)
+    STARTED.append(process)
     try:
         wait_until_ready(process, ready_path, timeout)
         yield process

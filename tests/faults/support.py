@@ -21,6 +21,7 @@ from cryptography.fernet import Fernet
 from tests.e2e.conftest import E2E_API_KEY, WEBHOOK_SECRET
 from tests.e2e.processes import (
     GUESTKEY,
+    STARTED,
     Process,
     _clean_env,
     fake_seam_process,
@@ -100,6 +101,7 @@ def worker_process(
             cwd=log_dir,
         )
     process = Process(name, popen, log_path, url="")
+    STARTED.append(process)
     try:
         deadline = time.monotonic() + timeout
         while True:

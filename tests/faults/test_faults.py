@@ -20,16 +20,20 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.conftest import Mailbox
-from tests.e2e.processes import free_port, wait_for
+from tests.e2e.conftest import WEBHOOK_SECRET
+from tests.e2e.processes import fake_seam_process, free_port, wait_for
 from tests.faults.support import (
     EmbeddedPostgres,
     Stack,
     api_client,
     fake_state,
     guest_body,
+    guestkey_env,
     job_rows,
     reservation,
     seam_calls,
+    seam_client,
+    serve_process,
     stack,
     status_of,
     worker_process,
@@ -337,6 +341,80 @@ def test_a_worker_killed_mid_job_is_retried_without_a_second_grant_or_email(
         assert len(mailbox.to(email)) == 1
         assert len(mailbox.messages) == 1
         print(f"worker 1's create {outcome}; stalled job retried {waited:.1f}s after the kill")
+
+
+def test_kill_9_with_a_create_in_flight_then_a_restart_resumes_within_45_seconds(
+    e2e_database: str, mailbox: Mailbox, tmp_path: Path
+) -> None:
+    """`guestkey serve` (API and worker in one process) is killed while its worker waits on
+    Seam's create and is started again at once: the job it held goes back to work (stalled-job
+    recovery every 10 s, 20 s without heartbeat) and the reservation leaves `pending` within
+    45 s of the kill, with one grant and one email."""
+    key, email = "restart-1", "restart-1@guests.example"
+    port, seam_port = free_port(), free_port()
+    env = guestkey_env(
+        database_url=e2e_database,
+        seam_url=f"http://127.0.0.1:{seam_port}",
+        smtp_port=mailbox.port,  # type: ignore[attr-defined]
+        data_dir=tmp_path / "data",
+    )
+    with (
+        fake_seam_process(
+            log_dir=tmp_path,
+            port=seam_port,
+            webhook_url=f"http://127.0.0.1:{port}/webhooks/seam",
+            webhook_secret=WEBHOOK_SECRET,
+            timeout=30,
+        ) as fake,
+        seam_client(fake) as seam,
+    ):
+        # Seam takes 8 s over the create (and makes the grant): it is in flight when killed.
+        seam.post(
+            "/_fake/fail",
+            json={
+                "count": 1,
+                "status": 0,
+                "timeout_seconds": 8,
+                "endpoint": CREATE,
+                "after_success": True,
+            },
+        ).raise_for_status()
+        with (
+            serve_process(name="guestkey-1", env=env, log_dir=tmp_path, port=port) as first,
+            api_client(first) as api,
+        ):
+            assert put(api, key).status_code == 201
+            wait_for(
+                lambda: [j for j in job_rows(e2e_database) if j["status"] == "doing"],
+                timeout=10,
+                what="the sync job running",
+            )
+            time.sleep(1.0)  # the create follows the job's start at once
+            first.stop(signal.SIGKILL)
+            killed_at = time.monotonic()
+            assert first.popen.returncode == -signal.SIGKILL
+        assert [j["status"] for j in job_rows(e2e_database)] == ["doing"]
+
+        with (
+            serve_process(name="guestkey-2", env=env, log_dir=tmp_path, port=port) as second,
+            api_client(second) as api,
+        ):
+            wait_for(
+                lambda: status_of(api, key) not in (None, "pending"),
+                timeout=45 - (time.monotonic() - killed_at),
+                interval=0.5,
+                what="the reservation out of pending",
+            )
+            resumed_after = time.monotonic() - killed_at
+            assert resumed_after < 45
+            wait_for(lambda: status_of(api, key) == "delivered", timeout=30, what="delivered")
+            body = reservation(api, key)
+            state = fake_state(seam)
+            assert len(state["access_grants"]) == 1, state["access_grants"]
+            assert body["access_grant_id"] == state["access_grants"][0]["access_grant_id"]
+            assert [d["status"] for d in body["deliveries"]] == ["sent"]
+            assert len(mailbox.to(email)) == 1 and len(mailbox.messages) == 1
+        print(f"left pending {resumed_after:.1f}s after the kill")
 
 
 # --- 3. Seam throttling with Retry-After ----------------------------------------------------

@@ -18,7 +18,7 @@ from svix.webhooks import Webhook, WebhookVerificationError
 from app.main import create_app
 from app.runtime import Runtime
 from tests.conftest import API_KEYS, Mailbox, make_retries_due, make_settings, settle
-from tests.factories import put_reservation
+from tests.factories import doors_not_checkable, put_reservation
 from tests.webhooks.signing import OTHER_SECRET
 
 CALLBACK_SECRET = OTHER_SECRET
@@ -110,6 +110,7 @@ async def test_a_failing_booking_system_gets_the_callback_on_retry(
     client: httpx.AsyncClient, runtime: Runtime, receiver: Receiver
 ) -> None:
     receiver.fail_next = 1
+    await doors_not_checkable(runtime.fake_seam)
     await put_reservation(client, "bk-1", device_ids=["00000000-0000-4000-8000-000000000000"])
     await settle(runtime)
     assert receiver.types() == []

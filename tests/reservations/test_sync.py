@@ -21,6 +21,7 @@ from tests.factories import (
     BACK_DOOR,
     FRONT_DOOR,
     create_in_flight,
+    doors_not_checkable,
     fail_next,
     fake_control,
     fake_state,
@@ -262,6 +263,7 @@ async def test_unknown_device_fails_the_reservation_with_the_reason(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
 ) -> None:
     unknown = "00000000-0000-4000-8000-000000000000"
+    await doors_not_checkable(fake_seam)  # else the PUT itself is refused (422)
     await put_reservation(client, "bk-1", device_ids=[unknown])
     await run_jobs(runtime)
     reservation = (await client.get("/v1/reservations/bk-1")).json()
@@ -276,6 +278,7 @@ async def test_unknown_device_fails_the_reservation_with_the_reason(
 async def test_a_corrected_failed_reservation_is_tried_again(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
 ) -> None:
+    await doors_not_checkable(fake_seam)
     await put_reservation(client, "bk-1", device_ids=["00000000-0000-4000-8000-000000000000"])
     await run_jobs(runtime)
     assert (await client.get("/v1/reservations/bk-1")).json()["status"] == "failed"

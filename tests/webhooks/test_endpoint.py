@@ -150,9 +150,10 @@ def test_the_readme_lists_exactly_the_event_types_guestkey_acts_on() -> None:
     import re
     from pathlib import Path
 
-    from app.webhooks.events import HANDLED_EVENTS
+    from app.webhooks.events import ACTED_ON_EVENTS
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("**Seam's webhook subscription.**", 1)[1].split("\n\n", 1)[0]
-    listed = set(re.findall(r"`((?:access_method|access_grant)\.[a-z_]+)`", section))
-    assert listed == HANDLED_EVENTS
+    kinds = "access_method|access_grant|device|acs_entrance|space"
+    listed = set(re.findall(rf"`((?:{kinds})\.[a-z_.]+)`", section))
+    assert listed == ACTED_ON_EVENTS
