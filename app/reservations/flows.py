@@ -298,27 +298,30 @@ async def _remember_identity(session: AsyncSession, guest: GuestIdentity, identi
 
 
 async def _held_doors(seam: SeamGateway, grant: Grant, wanted: Wanted) -> dict[str, list[str]]:
-    """The doors of a grant found by key, as far as Seam tells: the locks and entrances its
-    codes open (`get_related`; a grant carries no door ids itself). When they are not the
-    wanted ones, the doors it holds are returned, and the sync replaces the grant. Spaces are
-    not compared: Seam names the doors in a space, not the space. A code not yet on its
-    locks names no door: the grant is then taken as made."""
-    if not grant.access_method_ids:
+    """The doors of a grant found by key, as far as Seam tells (a grant carries no door ids
+    itself): the locks and entrances of its spaces — Seam keeps a grant's doors in a space,
+    whether or not a code is on them yet — or else those its codes open (`get_related`).
+    When they are not the wanted ones, the doors it holds are returned, and the sync replaces
+    the grant. Spaces are not compared: Seam names the doors in a space, not the space."""
+    held: dict[str, set[str]] = {"device_ids": set(), "acs_entrance_ids": set()}
+    for space_id in grant.space_ids:
+        held["device_ids"] |= {door.id for door in await seam.list_devices(space_id=space_id)}
+        held["acs_entrance_ids"] |= {
+            door.id for door in await seam.list_entrances(space_id=space_id)
+        }
+    if not any(held.values()) and grant.access_method_ids:
+        for door in await seam.doors_of(grant.access_method_ids):
+            if door.type != "space":
+                held[f"{door.type}_ids"].add(door.id)
+    if not any(held.values()):
         return wanted.doors  # nothing to ask about: take it as made
-    opened = await seam.doors_of(grant.access_method_ids)
-    if not opened:
+    if wanted.space_ids:
+        same = all(set(wanted.doors[name]) <= held[name] for name in held)
+    else:
+        same = all(set(wanted.doors[name]) == held[name] for name in held)
+    if same:
         return wanted.doors
-    held = {
-        "device_ids": sorted(door.id for door in opened if door.type == "device"),
-        "acs_entrance_ids": sorted(door.id for door in opened if door.type == "acs_entrance"),
-    }
-    asked = {name: sorted(wanted.doors[name]) for name in held}
-    same = (
-        all(set(asked[name]) <= set(held[name]) for name in held)
-        if wanted.space_ids
-        else all(set(held[name]) <= set(asked[name]) for name in held)
-    )
-    return wanted.doors if same else {**held, "space_ids": []}
+    return {name: sorted(ids) for name, ids in held.items()} | {"space_ids": []}
 
 
 async def _store_access_methods(

@@ -71,6 +71,7 @@ class Grant:
     starts_at: str | None
     ends_at: str | None
     user_identity_id: str | None = None
+    space_ids: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
@@ -157,6 +158,7 @@ def _grant(resource: Any) -> Grant:
         starts_at=resource.starts_at,
         ends_at=resource.ends_at,
         user_identity_id=getattr(resource, "user_identity_id", None),
+        space_ids=list(getattr(resource, "space_ids", None) or []),
         errors=[_as_dict(e) for e in resource.errors or []],
         warnings=[_as_dict(w) for w in resource.warnings or []],
     )
@@ -450,9 +452,14 @@ class SeamGateway:
 
     # the workspace's doors
 
-    async def list_devices(self, *, device_ids: Sequence[str] | None = None) -> list[DoorInfo]:
-        """The workspace's devices (every page), or those of `device_ids` that exist."""
+    async def list_devices(
+        self, *, device_ids: Sequence[str] | None = None, space_id: str | None = None
+    ) -> list[DoorInfo]:
+        """The workspace's devices (every page), or those of `device_ids` that exist, or those
+        in the space `space_id`."""
         params: dict[str, Any] = {} if device_ids is None else {"device_ids": list(device_ids)}
+        if space_id is not None:
+            params["space_id"] = space_id
         devices = await self._call(
             "devices.list",
             lambda: self._seam.create_paginator(self._seam.devices.list, params).flatten_to_list(),
@@ -460,12 +467,15 @@ class SeamGateway:
         return [_device_door(_as_dict(device)) for device in devices]
 
     async def list_entrances(
-        self, *, acs_entrance_ids: Sequence[str] | None = None
+        self, *, acs_entrance_ids: Sequence[str] | None = None, space_id: str | None = None
     ) -> list[DoorInfo]:
-        """The workspace's ACS entrances (every page), or those of `acs_entrance_ids`."""
+        """The workspace's ACS entrances (every page), or those of `acs_entrance_ids`, or
+        those in the space `space_id`."""
         params: dict[str, Any] = (
             {} if acs_entrance_ids is None else {"acs_entrance_ids": list(acs_entrance_ids)}
         )
+        if space_id is not None:
+            params["space_id"] = space_id
         entrances = await self._call(
             "acs.entrances.list",
             lambda: self._seam.create_paginator(

@@ -15,6 +15,7 @@ from app.doors.tasks import refresh
 from app.runtime import Runtime
 from app.seam.client import DoorInfo, _device_door, _entrance_door
 from app.seam.fake import SEEDED_DEVICES, SEEDED_ENTRANCES, SEEDED_SPACES
+from app.seam.fake.seed import seeded_id
 from tests.conftest import job_counts, run_jobs
 from tests.factories import (
     BACK_DOOR,
@@ -42,17 +43,19 @@ async def test_get_doors_lists_the_workspace_after_a_refresh(
     await refresh(runtime)
     items = (await client.get("/v1/doors")).json()["items"]
     by_id = {item["id"]: item for item in items}
+    unable = {seeded_id("device", "Shed"), seeded_id("acs_entrance", "Bike Room")}
+    offline = {seeded_id("device", "Side Gate")}
     for door in SEEDED_DEVICES:
         assert by_id[door.id] == {
             "type": "device",
             "id": door.id,
             "name": door.name,
-            "can_take_pin_code": True,
-            "online": True,
+            "can_take_pin_code": door.id not in unable,
+            "online": door.id not in offline,
         }
     for door in SEEDED_ENTRANCES:
         assert by_id[door.id]["type"] == "acs_entrance" and by_id[door.id]["name"] == door.name
-        assert by_id[door.id]["can_take_pin_code"] is True
+        assert by_id[door.id]["can_take_pin_code"] is (door.id not in unable)
     assert by_id[SEEDED_SPACES[0].id]["type"] == "space"
     assert by_id[SEEDED_SPACES[0].id]["can_take_pin_code"] is True
     assert [item["type"] for item in items] == sorted(
