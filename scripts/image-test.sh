@@ -126,34 +126,35 @@ cleanup() {
 
 # --- the base image -----------------------------------------------------------------------------
 
+readonly BASE_TARBALL=$CACHE_DIR/python-base-${DEBIAN_SUITE}-r${BASE_RECIPE}.tar
+
 # Debian's python3 stands where the Dockerfile expects the official image's: /usr/local/bin,
-# with pip allowed to install into the system (only the build stage uses it, for uv). The build
-# gets the host's CA bundle mounted over this one, so SSL_CERT_FILE points uv at it.
-build_base() {
-    local rootfs="$WORK_DIR/rootfs" tarball="$CACHE_DIR/python-base-${DEBIAN_SUITE}-r${BASE_RECIPE}.tar"
-    if [ ! -s "$tarball" ]; then
-        say "debootstrap $DEBIAN_SUITE ($BASE_PACKAGES), about two minutes, once per machine"
-        debootstrap --variant=minbase --include="$BASE_PACKAGES" "$DEBIAN_SUITE" "$rootfs" \
-            "$DEBIAN_MIRROR" >"$WORK_DIR/debootstrap.log" 2>&1 \
-            || { tail -20 "$WORK_DIR/debootstrap.log" >&2; fail "debootstrap failed"; }
-        ln -sf /usr/bin/python3 "$rootfs/usr/local/bin/python3"
-        ln -sf /usr/bin/python3 "$rootfs/usr/local/bin/python"
-        ln -sf /usr/bin/pip3 "$rootfs/usr/local/bin/pip"
-        rm -f "$rootfs"/usr/lib/python3.*/EXTERNALLY-MANAGED
-        rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-        mkdir -p "$CACHE_DIR"
-        tar --numeric-owner -C "$rootfs" -cf "$tarball.partial" .
-        mv "$tarball.partial" "$tarball"
-        rm -rf "$rootfs"
-    else
-        say "base root file system from the cache ($tarball)"
-    fi
+# with pip allowed to install into the system (only the build stage uses it, for uv).
+debootstrap_base() {
+    local rootfs="$WORK_DIR/rootfs"
+    say "debootstrap $DEBIAN_SUITE ($BASE_PACKAGES): a few minutes, once per machine"
+    debootstrap --variant=minbase --include="$BASE_PACKAGES" "$DEBIAN_SUITE" "$rootfs" \
+        "$DEBIAN_MIRROR" >"$WORK_DIR/debootstrap.log" 2>&1 \
+        || { tail -20 "$WORK_DIR/debootstrap.log" >&2; fail "debootstrap failed"; }
+    ln -sf /usr/bin/python3 "$rootfs/usr/local/bin/python3"
+    ln -sf /usr/bin/python3 "$rootfs/usr/local/bin/python"
+    ln -sf /usr/bin/pip3 "$rootfs/usr/local/bin/pip"
+    rm -f "$rootfs"/usr/lib/python3.*/EXTERNALLY-MANAGED
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    mkdir -p "$CACHE_DIR"
+    tar --numeric-owner -C "$rootfs" -cf "$BASE_TARBALL.partial" .
+    mv "$BASE_TARBALL.partial" "$BASE_TARBALL"
+    rm -rf "$rootfs"
+}
+
+# The root file system as an image. The build gets the host's CA bundle mounted over the base's,
+# so SSL_CERT_FILE points uv at it (pip reads it anyway).
+import_base() {
     local container
     container=$(buildah from --quiet scratch)
-    if ! buildah add --quiet "$container" "$tarball" / >/dev/null; then
+    if ! buildah add --quiet "$container" "$BASE_TARBALL" / >/dev/null 2>&1; then
         buildah rm "$container" >/dev/null
-        rm -f "$tarball"
-        fail "the cached $tarball was unreadable and is removed; run again"
+        return 1
     fi
     buildah config \
         --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
@@ -163,12 +164,21 @@ build_base() {
     buildah commit --quiet --rm "$container" "$BASE_IMAGE" >/dev/null
 }
 
+# From podman's store, else from the cached tarball, else made anew (also when the tarball is
+# unreadable).
 ensure_base_image() {
     if podman image exists "$BASE_IMAGE"; then
         say "base image $BASE_IMAGE already in podman's store"
-    else
-        build_base
+        return
     fi
+    if [ -s "$BASE_TARBALL" ]; then
+        say "base root file system from the cache ($BASE_TARBALL)"
+        import_base && return
+        say "the cached $BASE_TARBALL is unreadable: making it anew"
+        rm -f "$BASE_TARBALL"
+    fi
+    debootstrap_base
+    import_base || fail "buildah could not import $BASE_TARBALL"
 }
 
 # --- the image ----------------------------------------------------------------------------------
