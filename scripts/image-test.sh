@@ -15,20 +15,23 @@
 # Needs root (apt-get, debootstrap, rootful podman). Installs podman, runc, buildah and
 # debootstrap when missing. Skips, saying why, only where containers cannot run.
 #
-# Environment: IMAGE_TEST_DATABASE_URL (default TEST_DATABASE_URL, else
-# postgresql://postgres@127.0.0.1:5432/test: a database the run may create others from); IMAGE_TEST_PYTHON_IMAGE to build on an existing
-# Python image (e.g. python:3.11-slim-bookworm where Docker Hub is reachable) instead.
+# Environment: IMAGE_TEST_DATABASE_URL, a PostgreSQL database the run may create others from
+# (default TEST_DATABASE_URL, else postgresql://postgres@127.0.0.1:5432/test);
+# IMAGE_TEST_PYTHON_IMAGE to build on an existing Python image instead (python:3.11-slim-bookworm
+# where Docker Hub is reachable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-readonly ADMIN_DATABASE_URL=${IMAGE_TEST_DATABASE_URL:-${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}}
+readonly DEFAULT_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test
+readonly ADMIN_DATABASE_URL=${IMAGE_TEST_DATABASE_URL:-${TEST_DATABASE_URL:-$DEFAULT_DATABASE_URL}}
 readonly CACHE_DIR=.cache/image-test
 readonly DEBIAN_SUITE=bookworm
 readonly DEBIAN_MIRROR=http://deb.debian.org/debian
 readonly BASE_PACKAGES=python3,python3-pip,ca-certificates
-# Bump when the recipe in build_base changes: the name is the cache key.
+# Bump when debootstrap_base or import_base changes: the names are the cache keys.
 readonly BASE_RECIPE=1
 readonly BASE_IMAGE=localhost/guestkey-python-base:${DEBIAN_SUITE}-r${BASE_RECIPE}
+readonly BASE_TARBALL=$CACHE_DIR/python-base-${DEBIAN_SUITE}-r${BASE_RECIPE}.tar
 readonly IMAGE=localhost/guestkey:image-test
 readonly HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 readonly API_KEY=gk_image_test_key
@@ -126,8 +129,6 @@ cleanup() {
 
 # --- the base image -----------------------------------------------------------------------------
 
-readonly BASE_TARBALL=$CACHE_DIR/python-base-${DEBIAN_SUITE}-r${BASE_RECIPE}.tar
-
 # Debian's python3 stands where the Dockerfile expects the official image's: /usr/local/bin,
 # with pip allowed to install into the system (only the build stage uses it, for uv).
 debootstrap_base() {
@@ -142,8 +143,8 @@ debootstrap_base() {
     rm -f "$rootfs"/usr/lib/python3.*/EXTERNALLY-MANAGED
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     mkdir -p "$CACHE_DIR"
-    tar --numeric-owner -C "$rootfs" -cf "$BASE_TARBALL.partial" .
-    mv "$BASE_TARBALL.partial" "$BASE_TARBALL"
+    tar --numeric-owner -C "$rootfs" -cf "$BASE_TARBALL.partial.$$" .
+    mv "$BASE_TARBALL.partial.$$" "$BASE_TARBALL"
     rm -rf "$rootfs"
 }
 
@@ -187,11 +188,13 @@ build_image() {
     local python_image=${IMAGE_TEST_PYTHON_IMAGE:-$BASE_IMAGE} pull=never volumes=()
     [ -n "${IMAGE_TEST_PYTHON_IMAGE:-}" ] && pull=missing
     # Package downloads inside the build trust what the host trusts (a proxy's CA, say).
-    [ -f "$HOST_CA_BUNDLE" ] && volumes=(--volume "$HOST_CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro")
+    [ -f "$HOST_CA_BUNDLE" ] \
+        && volumes=(--volume "$HOST_CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro")
     say "building the Dockerfile on $python_image"
     # Docker's image format: the OCI format has no HEALTHCHECK.
     buildah bud --quiet --isolation chroot --network host --layers --format docker --pull="$pull" \
-        "${volumes[@]}" --build-arg PYTHON_IMAGE="$python_image" --tag "$IMAGE" --file Dockerfile . \
+        "${volumes[@]}" --build-arg PYTHON_IMAGE="$python_image" --tag "$IMAGE" \
+        --file Dockerfile . \
         >"$WORK_DIR/build.log" 2>&1 \
         || { tail -40 "$WORK_DIR/build.log" >&2; fail "buildah bud failed"; }
 }
@@ -199,14 +202,22 @@ build_image() {
 # --- running it ---------------------------------------------------------------------------------
 
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 -c '
+import socket
+with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    print(probe.getsockname()[1])'
 }
 
 create_database() {
     DATABASE_NAME="guestkey_image_test_$$_$RANDOM"
-    psql "$ADMIN_DATABASE_URL" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$DATABASE_NAME\"" >/dev/null \
+    psql "$ADMIN_DATABASE_URL" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$DATABASE_NAME\"" \
+        >/dev/null \
         || fail "cannot create a database through $ADMIN_DATABASE_URL (set IMAGE_TEST_DATABASE_URL)"
-    DATABASE_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(p._replace(path="/" + sys.argv[2]).geturl())' \
+    DATABASE_URL=$(python3 -c '
+import sys
+from urllib.parse import urlsplit
+print(urlsplit(sys.argv[1])._replace(path="/" + sys.argv[2]).geturl())' \
         "$ADMIN_DATABASE_URL" "$DATABASE_NAME")
 }
 
@@ -271,7 +282,8 @@ check_user() {
 
 check_migrate() {
     podman run --rm --network host --env-file "$WORK_DIR/guestkey.env" --no-healthcheck \
-        --read-only --cap-drop ALL --security-opt no-new-privileges "$IMAGE" migrate >"$WORK_DIR/migrate.log" 2>&1 \
+        --read-only --cap-drop ALL --security-opt no-new-privileges "$IMAGE" migrate \
+        >"$WORK_DIR/migrate.log" 2>&1 \
         || { tail -20 "$WORK_DIR/migrate.log" >&2; fail "guestkey migrate failed"; }
     local version
     version=$(psql "$DATABASE_URL" -At -c "SELECT version_num FROM alembic_version")
@@ -359,7 +371,8 @@ print(json.dumps({
         sleep 1
         reservation=$(curl --silent --fail --max-time 10 -H "Authorization: Bearer $API_KEY" \
             "http://127.0.0.1:$api_port/v1/reservations/image-test-1") || continue
-        status=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["status"])' "$reservation")
+        status=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["status"])' \
+            "$reservation")
     done
     say "reservation delivered"
 
@@ -394,7 +407,8 @@ stop_within() {
     local name=$1 seconds=$2 exit_code
     podman stop --time "$seconds" "$name" >/dev/null 2>&1
     exit_code=$(podman inspect --format '{{.State.ExitCode}}' "$name")
-    [ "$exit_code" = 0 ] || fail "$name exited $exit_code on SIGTERM (137: killed after ${seconds}s)"
+    [ "$exit_code" = 0 ] \
+        || fail "$name exited $exit_code on SIGTERM (137: killed after ${seconds}s)"
 }
 
 main() {
