@@ -368,37 +368,3 @@ def test_compose_healthchecks_pass_on_200_and_fail_otherwise(
     assert run_healthcheck(test, f"{health_server}/up") == 0
     assert run_healthcheck(test, f"{health_server}/down") != 0
     assert run_healthcheck(test, f"http://127.0.0.1:{free_port()}/") != 0
-
-
-# --- make image-test -----------------------------------------------------------------------------
-
-IMAGE_TEST = REPO_ROOT / "scripts" / "image-test.sh"
-
-
-def test_ci_runs_the_image_test_after_the_suite() -> None:
-    commands = [
-        line.strip()
-        for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
-        if line.startswith("make ")
-    ]
-    assert commands.index("make image-test") > commands.index("make test")
-    makefile = (REPO_ROOT / "Makefile").read_text()
-    assert "image-test:" in makefile and "scripts/image-test.sh" in makefile
-
-
-def test_image_test_uses_the_fake_seams_seeded_doors() -> None:
-    from app.seam.fake.seed import seeded_id
-
-    assignments = dict(re.findall(r"^readonly (\w+_DOOR)=(\S+)$", IMAGE_TEST.read_text(), re.M))
-    assert assignments == {
-        "FRONT_DOOR": seeded_id("device", "Front Door"),
-        "BACK_DOOR": seeded_id("device", "Back Door"),
-    }
-
-
-def test_image_test_builds_the_dockerfile_with_its_python_image_argument() -> None:
-    assert "ARG PYTHON_IMAGE=" in DOCKERFILE.read_text()
-    script = IMAGE_TEST.read_text()
-    assert "--build-arg PYTHON_IMAGE=" in script
-    # Docker's format keeps the HEALTHCHECK (the OCI format drops it).
-    assert "--format docker" in script
