@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 SYNCED := $(VENV)/.synced-$(UV_VERSION)
 
-.PHONY: install run test test-fast bench lint format typecheck fake-seam migrate schemas clean
+.PHONY: install run test test-fast image-test bench lint format typecheck fake-seam migrate schemas clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -28,6 +28,9 @@ test: install  ## the whole suite: unit, integration and end-to-end
 
 test-fast: install  ## everything but the end-to-end tests
 	$(VENV)/bin/pytest -m "not e2e"
+
+image-test:  ## build the Dockerfile and run the image (migrate, serve, API + worker + fake Seam); root
+	bash scripts/image-test.sh
 
 bench: install  ## the performance benchmarks (bench/, about 5 minutes); not part of make test
 	$(VENV)/bin/python -m bench
