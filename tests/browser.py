@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -47,7 +48,7 @@ T = TypeVar("T")
 def ensure_browser() -> None:
     """Install the browser when it is missing; fail (never skip) when that is not possible."""
     script = REPO_ROOT / "scripts" / "ensure-browser.sh"
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         ["bash", str(script)], capture_output=True, text=True, timeout=900, check=False
     )
     if result.returncode != 0:
@@ -115,14 +116,22 @@ class Browser:
         deadline = time.monotonic() + timeout
         text = ""
         while time.monotonic() < deadline:
-            elements = await self.find_all(css)
-            text = await self._call(lambda: " ".join(e.text for e in elements))
+            text = await self._call(self._current_text, css)
             if bool(re.search(pattern, text)) == present:
                 return text
             await asyncio.sleep(0.2)
         raise AssertionError(
             f"{css} text {'never matched' if present else 'kept'} {pattern!r}: {text!r}"
         )
+
+    def _current_text(self, css: str) -> str:
+        """The text of every matching element, read in one go: a part of the page that htmx
+        swaps in between finding and reading simply reads as empty this time."""
+        try:
+            elements = self.driver.find_elements(By.CSS_SELECTOR, css)
+            return " ".join(element.text for element in elements)
+        except StaleElementReferenceException:
+            return ""
 
     async def screenshot(self, name: str) -> Path:
         SCREENSHOTS_DIR.mkdir(parents=True, exist_ok=True)
