@@ -5,6 +5,7 @@ Functions take `(session, *, …)`, flush, and never commit: the request owns th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import uuid
@@ -38,8 +39,13 @@ LOGIN_FAILURES_PER_EMAIL = 5
 LOGIN_FAILURES_PER_ADDRESS = 20
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended cost
-# Compared against when the email is unknown, so an unknown email costs as long as a known one.
-_UNKNOWN_OPERATOR_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _unknown_operator_hash() -> str:
+    """Checked against when the email is unknown, so an unknown email costs as long as a known
+    one (made on first use, not at import)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class TooManyAttempts(GuestkeyError):
@@ -182,7 +188,7 @@ async def sign_in(
 
 def _password_matches(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _UNKNOWN_OPERATOR_HASH, password)
+        return _hasher.verify(password_hash or _unknown_operator_hash(), password)
     except (VerificationError, InvalidHashError):
         return False
 
