@@ -286,3 +286,26 @@ async def test_unknown_or_malformed_console_addresses_are_404_pages(app: FastAPI
         assert response.status_code == 404, path
         assert response.headers["content-type"].startswith("text/html")
     await http.aclose()
+
+
+def test_the_console_adds_no_middleware_and_its_routes_come_after_the_apis() -> None:
+    """Webhook intake and the API pay nothing for the console: no middleware of its own, and
+    their routes are matched before any of its."""
+    from app.main import create_app
+    from tests.conftest import make_settings
+
+    application = create_app(make_settings(), run_worker=False)
+    middleware = [entry.cls.__name__ for entry in application.user_middleware]  # type: ignore[attr-defined]
+    assert middleware == ["RequestContextMiddleware", "BodyLimitMiddleware"]
+    paths = [_first_path(route) for route in application.router.routes]
+    first_console = min(i for i, path in enumerate(paths) if path.startswith("/console"))
+    assert paths.index("/webhooks/seam") < first_console
+    assert max(i for i, path in enumerate(paths) if path.startswith("/v1/")) < first_console
+
+
+def _first_path(route: Any) -> str:
+    """A route's path, or an included router's first (FastAPI keeps them as one entry)."""
+    router = getattr(route, "original_router", None)
+    if router is not None:
+        return str(router.routes[0].path) if router.routes else ""
+    return str(getattr(route, "path", ""))
