@@ -26,6 +26,9 @@ class Operator(Base):
         ForeignKey("api_client.id", ondelete="RESTRICT")
     )
     password_hash: Mapped[str] = mapped_column(Text)  # argon2id, with its own salt and cost
+    # NULL while the operator still has the one-time password `operators create` printed:
+    # the console then asks for a password of their own before anything else.
+    password_chosen_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     disabled_at: Mapped[datetime | None]
 

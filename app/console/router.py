@@ -73,6 +73,10 @@ class CsrfRefused(Exception):
     pass
 
 
+class MustChoosePassword(Exception):
+    """Signed in with the one-time password: a password of their own comes first."""
+
+
 class ConsoleRoute(APIRoute):
     """Renders the console's refusals as pages (the API's JSON error handlers stay as they are,
     for the API)."""
@@ -88,6 +92,10 @@ class ConsoleRoute(APIRoute):
                     return Response(status_code=401, headers={"HX-Redirect": "/console/login"})
                 target = quote(request.url.path)
                 return RedirectResponse(f"/console/login?next={target}", status_code=303)
+            except MustChoosePassword:
+                if request.headers.get("hx-request"):
+                    return Response(status_code=401, headers={"HX-Redirect": "/console/password"})
+                return RedirectResponse("/console/password", status_code=303)
             except CsrfRefused:
                 return render(request, "error.html.j2", status=403, message=CSRF_MESSAGE)
             except service.TooManyAttempts as error:
@@ -153,7 +161,13 @@ async def signed_in(request: Request, session: SessionDep) -> service.SignedIn:
     if found is None:
         raise NotSignedIn
     request.state.signed_in = found
+    if found.operator.password_chosen_at is None and request.url.path not in OPEN_BEFORE_PASSWORD:
+        raise MustChoosePassword
     return found
+
+
+# With the one-time password, these are the only pages an operator can use.
+OPEN_BEFORE_PASSWORD = frozenset({"/console/password", "/console/logout"})
 
 
 SignedInDep = Annotated[service.SignedIn, Depends(signed_in)]
@@ -250,6 +264,39 @@ async def logout(session: SessionDep, who: SignedInDep, _: FormDep) -> Response:
     response = RedirectResponse("/console/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/console")
     return response
+
+
+@router.get("/password")
+async def password_form(request: Request, session: SessionDep, who: SignedInDep) -> HTMLResponse:
+    await session.commit()
+    return render(request, "password.html.j2", error=None, first=_first_time(who))
+
+
+@router.post("/password")
+async def choose_password(
+    request: Request, session: SessionDep, who: SignedInDep, form: FormDep
+) -> Response:
+    first = _first_time(who)
+    try:
+        await service.choose_password(
+            session,
+            operator=who.operator,
+            current=str(form.get("current_password", "")),
+            new=str(form.get("new_password", "")),
+            repeated=str(form.get("repeat_password", "")),
+        )
+    except service.PasswordRefused as error:
+        return render(request, "password.html.j2", status=422, error=error.message, first=first)
+    await service.end_other_sessions(session, operator_id=who.operator.id, keep=who.session_id)
+    await service.audit(
+        session, operator_id=who.operator.id, action="choose_password", client_id=who.client_id
+    )
+    await session.commit()
+    return RedirectResponse("/console", status_code=303)
+
+
+def _first_time(who: service.SignedIn) -> bool:
+    return who.operator.password_chosen_at is None
 
 
 # Views --------------------------------------------------------------------------------------

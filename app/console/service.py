@@ -57,6 +57,11 @@ class TooManyAttempts(GuestkeyError):
         self.retry_after = retry_after
 
 
+class PasswordRefused(GuestkeyError):
+    status_code = 422
+    code = "password_refused"
+
+
 class SignInRefused(GuestkeyError):
     """One message for an unknown email, a wrong password and a disabled operator alike."""
 
@@ -191,6 +196,38 @@ def _password_matches(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash or _unknown_operator_hash(), password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+MIN_PASSWORD_LENGTH = 12
+
+
+async def choose_password(
+    session: AsyncSession, *, operator: Operator, current: str, new: str, repeated: str
+) -> None:
+    """Replace the operator's password (the one-time one `operators create` printed, or their
+    own). Other sessions of the operator end: whoever knew the old password is signed out."""
+    if not _password_matches(operator.password_hash, current):
+        raise PasswordRefused("the current password is wrong")
+    if len(new) < MIN_PASSWORD_LENGTH:
+        raise PasswordRefused(f"the new password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if new != repeated:
+        raise PasswordRefused("the two new passwords differ")
+    if new == current:
+        raise PasswordRefused("the new password must differ from the current one")
+    operator.password_hash = _hasher.hash(new)
+    operator.password_chosen_at = utcnow()
+    await session.flush()
+
+
+async def end_other_sessions(
+    session: AsyncSession, *, operator_id: uuid.UUID, keep: uuid.UUID
+) -> None:
+    await session.execute(
+        delete(OperatorSession).where(
+            OperatorSession.operator_id == operator_id, OperatorSession.id != keep
+        )
+    )
+    await session.flush()
 
 
 async def verify_password(operator: Operator, password: str) -> bool:

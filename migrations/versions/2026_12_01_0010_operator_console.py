@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("email", sa.Text(), nullable=False),
         sa.Column("client_id", sa.UUID(), nullable=True),
         sa.Column("password_hash", sa.Text(), nullable=False),
+        sa.Column("password_chosen_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from app.clients.service import ensure_clients
 from app.console import service
+from app.db import utcnow
 from app.runtime import Runtime
 from tests.browser import Browser, browser_installed, open_browser
 from tests.http_stack import app, client, fake_seam, fake_seam_server
@@ -19,12 +20,17 @@ from tests.http_stack import app, client, fake_seam, fake_seam_server
 __all__ = ["app", "browser_installed", "client", "fake_seam", "fake_seam_server"]
 
 
-async def make_operator(runtime: Runtime, email: str, *, client: str | None = None) -> str:
-    """Create an operator as `guestkey operators create` does; returns its password."""
+async def make_operator(
+    runtime: Runtime, email: str, *, client: str | None = None, one_time: bool = False
+) -> str:
+    """Create an operator as `guestkey operators create` does; returns its password. Unless
+    `one_time`, the operator is taken to have chosen it already (no first-sign-in detour)."""
     async with runtime.sessionmaker() as session:
         if client is not None:
             await ensure_clients(session, names={client})
-        _, password = await service.create_operator(session, email=email, client_name=client)
+        operator, password = await service.create_operator(session, email=email, client_name=client)
+        if not one_time:
+            operator.password_chosen_at = utcnow()
         await session.commit()
     return password
 

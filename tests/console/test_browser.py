@@ -18,7 +18,15 @@ from tests.console.conftest import make_operator
 from tests.factories import BACK_DOOR, fail_next, fake_control, put_reservation, stay
 
 
-async def sign_in(browser: Browser, email: str, password: str, *, shot: str | None = None) -> None:
+async def sign_in(
+    browser: Browser,
+    email: str,
+    password: str,
+    *,
+    new_password: str | None = None,
+    shot: str | None = None,
+) -> None:
+    """Sign in; with `new_password`, replace the one-time password at the first sign-in."""
     await browser.open("/console")
     assert (await browser.path()).startswith("/console/login")
     await browser.fill("input[name=email]", email)
@@ -27,6 +35,14 @@ async def sign_in(browser: Browser, email: str, password: str, *, shot: str | No
         await browser.screenshot(shot)
     await browser.click("#login button[type=submit]")
     await browser.wait_for_text("#operator", email)
+    if new_password is not None:
+        assert await browser.path() == "/console/password"
+        assert "Choose your password" in await browser.text("h1")
+        await browser.fill("input[name=current_password]", password)
+        await browser.fill("input[name=new_password]", new_password)
+        await browser.fill("input[name=repeat_password]", new_password)
+        await browser.click("#password button[type=submit]")
+        await browser.wait_for_text("h1", "Today")
 
 
 async def reservation_id(runtime: Runtime, key: str) -> uuid.UUID:
@@ -64,7 +80,7 @@ async def test_operator_finds_a_stuck_stay_reads_why_resends_and_the_audit_log_s
     app: FastAPI, client: httpx.AsyncClient, fake_seam: Any, browser: Browser, mailbox: Mailbox
 ) -> None:
     runtime: Runtime = app.state.runtime
-    password = await make_operator(runtime, "ops@example.com")
+    password = await make_operator(runtime, "ops@example.com", one_time=True)
     starts_at, ends_at = stay(days_from_now=1)
     # One stay Seam refuses outright, one whose lock Seam says lost the code.
     await fail_next(
@@ -91,7 +107,9 @@ async def test_operator_finds_a_stuck_stay_reads_why_resends_and_the_audit_log_s
     await settle(runtime)
     messages_before = len(mailbox.to("grace@example.com"))
 
-    await sign_in(browser, "ops@example.com", password, shot="login")
+    await sign_in(
+        browser, "ops@example.com", password, new_password="correct horse battery", shot="login"
+    )
     stuck = await browser.wait_for_text("#stuck", "bk-lost")
     assert "bk-refused" in stuck and "Device is not in this workspace" in stuck
     assert "door Back Door: lost" in stuck
@@ -119,6 +137,7 @@ async def test_operator_finds_a_stuck_stay_reads_why_resends_and_the_audit_log_s
     await browser.click_link("Audit log")
     log = await browser.wait_for_text("table.audit", "resend")
     assert "ops@example.com" in log and "bk-lost" in log
+    assert "choose_password" in log and "sign_in" in log
     await browser.screenshot("audit")
 
     await browser.open("/console/reservations?q=grace")

@@ -95,7 +95,23 @@ async def test_operators_are_created_listed_and_disabled_from_the_command_line(
     async with runtime.engine.connect() as connection:
         stored = (await connection.exec_driver_sql("SELECT password_hash FROM operator")).all()
     assert all(row[0].startswith("$argon2id$") and password not in row[0] for row in stored)
+    # It is a one-time password: nothing but choosing one's own until that is done.
+    first = await signed_in.get("/console")
+    assert (first.status_code, first.headers["location"]) == (303, "/console/password")
+    form = await signed_in.get("/console/password")
+    token = csrf_token(form.text)
+    choice = {"csrf_token": token, "current_password": password}
+    short = await signed_in.post(
+        "/console/password", data=choice | {"new_password": "short", "repeat_password": "short"}
+    )
+    assert short.status_code == 422 and "at least 12 characters" in short.text
+    own = "a password of my own"
+    chosen = await signed_in.post(
+        "/console/password", data=choice | {"new_password": own, "repeat_password": own}
+    )
+    assert chosen.status_code == 303
     assert (await signed_in.get("/console")).status_code == 200
+    assert (await try_sign_in(app.state.url, "ops@example.com", password)).status_code == 401
 
     listed = await asyncio.to_thread(guestkey, runtime, "operators", "list")
     assert re.search(r"desk@example.com\tbeta\tactive", listed.stdout)
@@ -106,7 +122,7 @@ async def test_operators_are_created_listed_and_disabled_from_the_command_line(
     # Disabling ends the open session at once, and the password no longer signs in.
     assert (await signed_in.get("/console")).status_code == 303
     await signed_in.aclose()
-    assert (await try_sign_in(app.state.url, "ops@example.com", password)).status_code == 401
+    assert (await try_sign_in(app.state.url, "ops@example.com", own)).status_code == 401
     listed = await asyncio.to_thread(guestkey, runtime, "operators", "list")
     assert re.search(r"ops@example.com\tall clients\tdisabled", listed.stdout)
 
