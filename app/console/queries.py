@@ -129,7 +129,6 @@ async def _problems(
                 Reservation.id,
                 Reservation.status,
                 Reservation.updated_at,
-                Reservation.starts_at,
                 Reservation.last_error,
             ).where(
                 *live,
@@ -144,7 +143,7 @@ async def _problems(
             client_id,
         ).limit(200)
     )
-    for reservation_id, status, updated_at, _starts_at, last_error in stuck_statuses:
+    for reservation_id, status, updated_at, last_error in stuck_statuses:
         if status == ReservationStatus.PENDING:
             minutes = int((now - updated_at).total_seconds() // 60)
             found[reservation_id].append(f"pending for {minutes} min")
