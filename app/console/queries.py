@@ -19,17 +19,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.clients.models import ApiClient
 from app.db import utcnow
 from app.delivery.models import Delivery
+from app.doors.models import Door
 from app.errors import NotFound
 from app.metrics import WEBHOOKS
 from app.reconciler.models import ReconcilerCursor
 from app.reservations import service as reservations
 from app.reservations.models import (
     AccessMethod,
+    DoorState,
     Reservation,
     ReservationDoor,
     ReservationEvent,
     ReservationStatus,
 )
+from app.timeline import TimelineKind
+from app.timeline import timeline as read_timeline
 from app.webhooks.models import SeamWebhook
 
 ARRIVALS_AHEAD = timedelta(hours=48)
@@ -37,7 +41,7 @@ PENDING_TOO_LONG = timedelta(minutes=10)
 CODE_DUE_BEFORE_CHECK_IN = timedelta(hours=24)
 PAGE_SIZE = 25
 # Door states that leave the guest without a door they booked.
-DOOR_TROUBLE = ("lost", "unsupported", "failed", "offline")
+DOOR_TROUBLE = (DoorState.LOST.value, DoorState.UNSUPPORTED.value, DoorState.FAILED.value)
 DELIVERY_TROUBLE = ("failed", "retrying")
 
 
@@ -96,7 +100,11 @@ async def today(session: AsyncSession, *, client_id: uuid.UUID | None) -> Today:
     ]
     problems = await _problems(session, client_id=client_id, now=now)
     for stay in arrivals:
-        stay.problems = problems.get(stay.reservation.id, [])
+        warnings = [
+            f"warning: {warning.get('message') or warning.get('code')}"
+            for warning in stay.reservation.warnings or []
+        ]
+        stay.problems = problems.get(stay.reservation.id, []) + warnings
     stuck_ids = list(problems)
     stuck = [
         Stay(reservation, name, problems[reservation.id])
@@ -163,16 +171,41 @@ async def _problems(
     )
     for reservation_id, channel, status, error in failing:
         found[reservation_id].append(f"{channel} delivery {status}: {error or 'no reason given'}")
-    doors = await session.execute(
+    door = (
+        ReservationDoor.reservation_id,
+        ReservationDoor.name,
+        ReservationDoor.door_id,
+        ReservationDoor.state,
+        ReservationDoor.reason,
+    )
+    troubled_doors = await session.execute(
         _scoped(
-            select(ReservationDoor.reservation_id, ReservationDoor.name, ReservationDoor.state)
+            select(*door)
             .join(Reservation, Reservation.id == ReservationDoor.reservation_id)
             .where(*live, ReservationDoor.state.in_(DOOR_TROUBLE)),
             client_id,
         ).limit(200)
     )
-    for reservation_id, name, state in doors:
-        found[reservation_id].append(f"door {name}: {state}")
+    for reservation_id, name, door_id, state, reason in troubled_doors:
+        found[reservation_id].append(
+            f"door {name or door_id}: {state}" + (f" ({reason})" if reason else "")
+        )
+    # Offline as Seam last said (the door list guestkey keeps): a code may not reach the lock.
+    offline_doors = await session.execute(
+        _scoped(
+            select(*door)
+            .join(Reservation, Reservation.id == ReservationDoor.reservation_id)
+            .join(
+                Door,
+                (Door.door_type == ReservationDoor.door_type)
+                & (Door.door_id == ReservationDoor.door_id),
+            )
+            .where(*live, Door.online.is_(False)),
+            client_id,
+        ).limit(200)
+    )
+    for reservation_id, name, door_id, _state, _reason in offline_doors:
+        found[reservation_id].append(f"door {name or door_id}: offline")
     return dict(found)
 
 
@@ -282,7 +315,7 @@ async def detail(
     stay = await find_stay(session, client_id=client_id, reservation_id=reservation_id)
     reservation = stay.reservation
     related = await reservations.related(session, reservation_ids=[reservation.id])
-    timeline = await reservations.timeline(session, reservation_id=reservation.id)
+    timeline = await read_timeline(session, reservation_id=reservation.id)
     all_methods = list(
         await session.scalars(
             select(AccessMethod).where(AccessMethod.reservation_id == reservation.id)
@@ -406,12 +439,18 @@ SIGNATURE_REASONS = frozenset(
     }
 )
 
-ERROR_KINDS = (
-    "failed",
-    "access_method_delay_in_issuing",
-    "access_method_failed_to_issue",
-    "delivery_failed",
-    "door_lost",
+ERROR_KINDS = tuple(
+    kind.value
+    for kind in (
+        TimelineKind.FAILED,
+        TimelineKind.ACCESS_METHOD_DELAY_IN_ISSUING,
+        TimelineKind.ACCESS_METHOD_FAILED_TO_ISSUE,
+        TimelineKind.ACCESS_METHOD_REVOKED,
+        TimelineKind.DELIVERY_FAILED,
+        TimelineKind.DOOR_LOST,
+        TimelineKind.DOOR_UNSUPPORTED,
+        TimelineKind.DOOR_FAILED,
+    )
 )
 
 

@@ -1,7 +1,7 @@
 """operator console
 
 Revision ID: 0010
-Revises: 0004
+Revises: 0006
 Create Date: 2026-12-01 22:36:39.757392+00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0010"
-down_revision: str | None = "0004"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
