@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 SYNCED := $(VENV)/.synced-$(UV_VERSION)
 
-.PHONY: install run test test-fast image-test bench lint format typecheck fake-seam migrate schemas clean
+.PHONY: install browser run test test-fast image-test bench lint format typecheck fake-seam migrate schemas clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -23,7 +23,10 @@ install: $(SYNCED)  ## install uv and the locked dependencies into .venv
 run: install  ## start guestkey (sandbox mode unless SEAM_API_KEY is set)
 	$(VENV)/bin/guestkey serve
 
-test: install  ## the whole suite: unit, integration and end-to-end
+browser:  ## Chromium and chromedriver from Debian's packages, for the console's browser tests
+	bash scripts/ensure-browser.sh
+
+test: install browser  ## the whole suite: unit, integration, end-to-end and browser
 	$(VENV)/bin/pytest
 
 test-fast: install  ## everything but the end-to-end tests

@@ -132,6 +132,52 @@ def clients(args: argparse.Namespace) -> None:
     sys.exit(asyncio.run(run()))
 
 
+def operators(args: argparse.Namespace) -> None:
+    from app.clients.service import ensure_clients
+    from app.console import service
+    from app.db import create_engine, create_sessionmaker
+    from app.errors import GuestkeyError
+
+    settings = _settings()
+    url = _database_url(settings)
+
+    async def run() -> int:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                if args.operators_command == "create":
+                    # Clients of GUESTKEY_API_KEYS may not have their row yet.
+                    await ensure_clients(session, names=set(settings.env_api_keys.values()))
+                    operator, password = await service.create_operator(
+                        session, email=args.email, client_name=args.client
+                    )
+                    await session.commit()
+                    scope = f"client {args.client}" if args.client else "every client"
+                    print(
+                        f"operator {operator.email} created (sees {scope}); "
+                        f"sign in at /console with this password (shown once):\n{password}"
+                    )
+                elif args.operators_command == "disable":
+                    operator = await service.disable_operator(session, email=args.email)
+                    await session.commit()
+                    print(f"operator {operator.email} disabled; their sessions are closed")
+                else:
+                    for operator, client_name in await service.list_operators(session):
+                        state = "disabled" if operator.disabled_at else "active"
+                        scope = client_name or "all clients"
+                        print(
+                            f"{operator.email}\t{scope}\t{state}\t{operator.created_at.isoformat()}"
+                        )
+        except GuestkeyError as error:
+            print(f"guestkey: {error.message}", file=sys.stderr)
+            return 1
+        finally:
+            await engine.dispose()
+        return 0
+
+    sys.exit(asyncio.run(run()))
+
+
 def fake_seam(args: argparse.Namespace) -> None:
     from app.seam.fake import serve as serve_fake
 
@@ -201,6 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
     revoke_parser.add_argument("name")
     clients_commands.add_parser("list", help="list clients")
     clients_parser.set_defaults(handler=clients)
+
+    operators_parser = commands.add_parser("operators", help="manage console operators")
+    operators_commands = operators_parser.add_subparsers(dest="operators_command", required=True)
+    operator_create = operators_commands.add_parser(
+        "create", help="create an operator; prints a one-time password"
+    )
+    operator_create.add_argument("email")
+    operator_create.add_argument("--client", default=None, help="see only this client's stays")
+    operator_disable = operators_commands.add_parser("disable", help="disable an operator")
+    operator_disable.add_argument("email")
+    operators_commands.add_parser("list", help="list operators")
+    operators_parser.set_defaults(handler=operators)
 
     commands.add_parser("keygen", help="print a new key for GUESTKEY_ENCRYPTION_KEY").set_defaults(
         handler=keygen

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from app import health
 from app.config import Settings
+from app.console.router import mount as mount_console
 from app.doors.router import router as doors_router
 from app.errors import install_error_handlers
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -69,6 +70,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(reservations_router)
     app.include_router(doors_router)
+    mount_console(app)  # the operator console, matched after the API
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.guestkey_max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -1,6 +1,7 @@
 """Every table, imported in one place for Alembic and the schema test."""
 
 from app.clients.models import ApiClient, ApiKey
+from app.console.models import AuditEntry, Operator, OperatorLoginAttempt, OperatorSession
 from app.db import Base
 from app.delivery.models import Delivery
 from app.doors.models import Door
@@ -12,9 +13,13 @@ __all__ = [
     "AccessMethod",
     "ApiClient",
     "ApiKey",
+    "AuditEntry",
     "Base",
     "Delivery",
     "Door",
+    "Operator",
+    "OperatorLoginAttempt",
+    "OperatorSession",
     "ReconcilerCursor",
     "Reservation",
     "ReservationDoor",
