@@ -325,7 +325,14 @@ async def test_every_call_guestkey_makes_through_its_gateway_passes_strict_mode(
         assert (await gateway.get_access_method(method_id)).is_issued
         assert len(await gateway.list_access_methods(grant.access_grant_id)) == 1
         assert {door.id for door in await gateway.doors_of([method_id])} == {FRONT_DOOR, LOBBY}
-        assert await gateway.list_events(since=now - timedelta(minutes=1))
+        assert await gateway.list_events(
+            after=now - timedelta(minutes=1),
+            before=now + timedelta(minutes=1),
+            event_types={"access_method.issued"},
+        )
+        assert await gateway.list_devices(device_ids=[FRONT_DOOR])
+        assert await gateway.list_entrances(acs_entrance_ids=[LOBBY])
+        assert await gateway.list_spaces()
         assert await gateway.delete_grant(grant.access_grant_id)
     finally:
         await gateway.aclose()
