@@ -224,11 +224,9 @@ class EventWindows:
             if len(page) < self.page_size:
                 self._finished(stamps)
                 continue
-            middle = _whole_millisecond(low + (high - low) / 2)
-            if low < middle and middle + MILLISECOND < high:
-                # `between` is an open interval: the older half ends 1 ms after the middle, so
-                # an event stamped exactly at the middle is in it.
-                windows += [(middle, high), (low, middle + MILLISECOND)]
+            halves = _split(low, high, stamps)
+            if halves is not None:
+                windows += halves
                 continue
             offset = len(page)
             while len(page) == self.page_size:
@@ -239,6 +237,27 @@ class EventWindows:
                 offset += len(page)
             self._finished(stamps)
         return True
+
+
+def _split(
+    low: datetime, high: datetime, stamps: list[datetime]
+) -> list[tuple[datetime, datetime]] | None:
+    """Two windows covering `(low, high)`, the newer first (windows are read as a stack), or
+    None when the window is too narrow to split. The cut is at the median `created_at` of the
+    full page (whatever Seam's order, about half of the window's events lie on each side; for
+    oldest-first answers the older half is then read in one call), else at the middle of the
+    window. `between` is an open interval: the older half ends 1 ms after the cut, so an event
+    stamped exactly at the cut is in it."""
+    cuts = [_whole_millisecond(low + (high - low) / 2)]
+    if stamps:
+        cuts.insert(0, _whole_millisecond(sorted(stamps)[len(stamps) // 2]))
+    for cut in cuts:
+        if low < cut and cut + MILLISECOND < high:
+            return [(cut, high), (low, cut + MILLISECOND)]
+        if low < cut - MILLISECOND and cut + MILLISECOND >= high:
+            # The events crowd the window's end: cut that end off as a window of its own.
+            return [(cut - MILLISECOND, high), (low, cut)]
+    return None
 
 
 def _whole_millisecond(moment: datetime) -> datetime:

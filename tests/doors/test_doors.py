@@ -15,7 +15,12 @@ from app.doors.tasks import refresh
 from app.runtime import Runtime
 from app.seam.client import DoorInfo, _device_door, _entrance_door
 from app.seam.fake import SEEDED_DEVICES, SEEDED_ENTRANCES, SEEDED_SPACES
-from app.seam.fake.seed import seeded_id
+from app.seam.fake.seed import (
+    CARD_ONLY_ENTRANCES,
+    KEYPADLESS_DEVICES,
+    OFFLINE_DEVICES,
+    seeded_id,
+)
 from tests.conftest import job_counts, run_jobs
 from tests.factories import (
     BACK_DOOR,
@@ -43,19 +48,17 @@ async def test_get_doors_lists_the_workspace_after_a_refresh(
     await refresh(runtime)
     items = (await client.get("/v1/doors")).json()["items"]
     by_id = {item["id"]: item for item in items}
-    unable = {seeded_id("device", "Shed"), seeded_id("acs_entrance", "Bike Room")}
-    offline = {seeded_id("device", "Side Gate")}
     for door in SEEDED_DEVICES:
         assert by_id[door.id] == {
             "type": "device",
             "id": door.id,
             "name": door.name,
-            "can_take_pin_code": door.id not in unable,
-            "online": door.id not in offline,
+            "can_take_pin_code": door.id not in KEYPADLESS_DEVICES,
+            "online": door.id not in OFFLINE_DEVICES,
         }
     for door in SEEDED_ENTRANCES:
         assert by_id[door.id]["type"] == "acs_entrance" and by_id[door.id]["name"] == door.name
-        assert by_id[door.id]["can_take_pin_code"] is (door.id not in unable)
+        assert by_id[door.id]["can_take_pin_code"] is (door.id not in CARD_ONLY_ENTRANCES)
     assert by_id[SEEDED_SPACES[0].id]["type"] == "space"
     assert by_id[SEEDED_SPACES[0].id]["can_take_pin_code"] is True
     assert [item["type"] for item in items] == sorted(
@@ -224,26 +227,11 @@ def test_seams_door_flags_decide_whether_a_door_takes_a_pin_code() -> None:
     assert _entrance_door({**entrance, "can_unlock_with_code": True}).can_take_pin_code
 
 
-def seeded(kind: str, name: str) -> str | None:
-    """A door the fake Seam seeds, when this fake seeds it."""
-    from app.seam.fake import seed
-
-    door_id = seed.seeded_id(kind, name)
-    doors = [*seed.SEEDED_DEVICES, *seed.SEEDED_ENTRANCES]
-    return door_id if door_id in [door.id for door in doors] else None
+SHED = seeded_id("device", "Shed")  # a lock without keypad
+SIDE_GATE = seeded_id("device", "Side Gate")  # takes codes, offline
+BIKE_ROOM = seeded_id("acs_entrance", "Bike Room")  # card only
 
 
-SHED, SIDE_GATE, BIKE_ROOM = (
-    seeded("device", "Shed"),
-    seeded("device", "Side Gate"),
-    seeded("acs_entrance", "Bike Room"),
-)
-needs_unsupported_doors = pytest.mark.skipif(
-    None in (SHED, SIDE_GATE, BIKE_ROOM), reason="the fake Seam seeds no unsupported doors"
-)
-
-
-@needs_unsupported_doors
 async def test_the_fakes_unsupported_doors_are_refused_and_an_offline_one_accepted(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

@@ -24,7 +24,6 @@ from sqlalchemy import func, select, text
 from app.reservations.models import Reservation
 from app.reservations.schemas import RESERVATION_KEY_PATTERN, ReservationIn
 from app.runtime import Runtime
-from app.seam.fake.seed import seeded_id
 
 FIELDS = (
     "guest",
@@ -107,24 +106,14 @@ def spellings(door: uuid.UUID) -> st.SearchStrategy[str]:
     )
 
 
-# Doors the sandbox's Seam knows and that take a PIN code: a PUT naming any other is refused.
-CODE_DOORS = {
-    "device_ids": [
-        uuid.UUID(seeded_id("device", name))
-        for name in ("Front Door", "Back Door", "Garage", "Side Gate")
-    ],
-    "acs_entrance_ids": [uuid.UUID(seeded_id("acs_entrance", name)) for name in ("Lobby", "Gym")],
-    "space_ids": [uuid.UUID(seeded_id("space", "Whole Property"))],
-}
-
-
 @st.composite
 def door_lists(
-    draw: st.DrawFn, field: str = "device_ids", min_size: int = 0
+    draw: st.DrawFn, min_size: int = 0, pool: list[uuid.UUID] | None = None
 ) -> tuple[list[str], set[str]]:
-    """A door list of `field` with mixed spellings and duplicates, and the canonical set it
-    means."""
-    doors = draw(st.lists(st.sampled_from(CODE_DOORS[field]), min_size=min_size, max_size=6))
+    """A door list with mixed spellings and duplicates, and the canonical set it means; the
+    doors any UUIDs, or drawn from `pool`."""
+    ids = st.uuids() if pool is None else st.sampled_from(pool)
+    doors = draw(st.lists(ids, min_size=min_size, max_size=6))
     written: list[str] = []
     for door in doors:
         written.extend(draw(st.lists(spellings(door), min_size=1, max_size=3)))
@@ -173,14 +162,18 @@ def guests(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def valid_bodies(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A valid body, and what the model must make of it (instants, door sets)."""
+def valid_bodies(
+    draw: st.DrawFn, doors: dict[str, list[uuid.UUID]] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A valid body, and what the model must make of it (instants, door sets). With `doors`,
+    each door field's ids are drawn from its list (doors of a workspace, for the API)."""
     starts_at, ends_at, start, end = draw(stays())
     body: dict[str, Any] = {"guest": draw(guests()), "starts_at": starts_at, "ends_at": ends_at}
     expected: dict[str, Any] = {"starts_at": start, "ends_at": end}
     carrier = draw(st.sampled_from(DOOR_FIELDS))  # this list gets at least one door
     for field in DOOR_FIELDS:
-        written, canonical = draw(door_lists(field, min_size=1 if field == carrier else 0))
+        pool = None if doors is None else doors[field]
+        written, canonical = draw(door_lists(min_size=1 if field == carrier else 0, pool=pool))
         include = draw(st.booleans())
         if written or include:
             body[field] = written

@@ -327,11 +327,11 @@ async def test_every_call_guestkey_makes_through_its_gateway_passes_strict_mode(
         assert {door.id for door in await gateway.doors_of([method_id])} == {FRONT_DOOR, LOBBY}
         assert await gateway.list_events(
             after=now - timedelta(minutes=1),
-            before=datetime.now(UTC) + timedelta(seconds=1),
-            event_types={"access_method.issued", "access_grant.access_times_changed"},
+            before=now + timedelta(minutes=1),
+            event_types={"access_method.issued"},
         )
-        assert {door.id for door in await gateway.list_devices()} >= {FRONT_DOOR}
-        assert {door.id for door in await gateway.list_entrances()} >= {LOBBY}
+        assert await gateway.list_devices(device_ids=[FRONT_DOOR])
+        assert await gateway.list_entrances(acs_entrance_ids=[LOBBY])
         assert await gateway.list_spaces()
         assert await gateway.delete_grant(grant.access_grant_id)
     finally:
