@@ -51,11 +51,6 @@ class GuestMessage:
         ZoneInfo(self.timezone)  # fail when the message is built, not when it is sent
 
 
-def format_local_time(moment: datetime, timezone: str, locale: str = "en") -> str:
-    """`Tue, Dec 1, 2026, 3:00 PM`: the moment as the clock on the property's wall shows it."""
-    return format_datetime(moment, timezone=timezone, language=language_for(locale))
-
-
 @functools.cache
 def _templates(language: str) -> jinja2.Environment:
     # One environment per language, built on first use, not at import: the catalogue is
@@ -132,12 +127,13 @@ def render_email(message: GuestMessage, *, to: str, mail_from: str) -> EmailMess
     email_message["Message-ID"] = email.utils.make_msgid(
         idstring="guestkey", domain=_mail_domain(mail_from)
     )
-    email_message["Content-Language"] = language
     email_message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies
     email_message.set_content(_render("email.txt.j2", language, facts), cte="quoted-printable")
     email_message.add_alternative(
         _render("email.html.j2", language, facts), subtype="html", cte="quoted-printable"
     )
+    # After the content: setting content clears the Content-* headers.
+    email_message["Content-Language"] = language
     return email_message
 
 
