@@ -56,9 +56,19 @@ def _time_zones() -> frozenset[str]:
 # The areas of the tz database's region names ("America/New_York"). Names outside them are
 # abbreviations or fixed offsets ("EST", "EST5EDT", "Etc/GMT+5") that miss daylight saving time,
 # or old aliases ("US/Eastern"); UTC is the one such name a booking system means as it says.
-_REGION_AREAS = frozenset(
-    ("Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe")
-    + ("Indian", "Pacific")
+TIME_ZONE_REGIONS = frozenset(
+    [
+        "Africa",
+        "America",
+        "Antarctica",
+        "Arctic",
+        "Asia",
+        "Atlantic",
+        "Australia",
+        "Europe",
+        "Indian",
+        "Pacific",
+    ]
 )
 
 
@@ -66,7 +76,7 @@ def _timezone(value: str) -> str:
     # The list of zones, not a load attempt: "Europe" (a folder) or "localtime" are no zones.
     if value not in _time_zones():
         raise ValueError("must be an IANA time zone name, like Europe/Lisbon")
-    if value != "UTC" and value.split("/", 1)[0] not in _REGION_AREAS:
+    if value != "UTC" and value.split("/", 1)[0] not in TIME_ZONE_REGIONS:
         raise ValueError(
             "must be a region name like America/New_York or Europe/Lisbon, or UTC: abbreviations "
             "and offsets such as EST or Etc/GMT+5 miss daylight saving time"
@@ -168,9 +178,9 @@ class ReservationIn(BaseModel):
     space_ids: DoorIds = []
     device_ids: DoorIds = Field(default=[], validate_default=True)
     property_name: Text | None = None
-    property_address: Annotated[
-        str, Field(min_length=1, max_length=500), AfterValidator(_address)
-    ] | None = None
+    property_address: (
+        Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_address)] | None
+    ) = None
     timezone: Annotated[str, Field(max_length=64), AfterValidator(_timezone)] = "UTC"
 
     @field_validator("starts_at", "ends_at")

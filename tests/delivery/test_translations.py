@@ -172,9 +172,7 @@ def test_a_regional_locale_gets_its_languages_message(language: str) -> None:
 @pytest.mark.parametrize("kind", ["new_code", "times_changed", "resend"])
 def test_sms_is_in_the_guests_language_and_fits_two_parts(language: str, kind: str) -> None:
     sms = render_sms(
-        make_message(
-            locale=language, kind=kind, property_address=ADDRESS, support_contact=CONTACT
-        )
+        make_message(locale=language, kind=kind, property_address=ADDRESS, support_contact=CONTACT)
     )
 
     if kind != "times_changed":
