@@ -58,7 +58,7 @@ translations: install  ## re-extract guest message text, update every catalogue,
 	$(VENV)/bin/pybabel extract -F babel.cfg -o app/locales/messages.pot --project guestkey \
 		--add-location file --omit-header --no-wrap --sort-output .
 	$(VENV)/bin/pybabel update -i app/locales/messages.pot -d app/locales -D messages \
-		--ignore-obsolete --no-fuzzy-matching --no-wrap
+		--ignore-obsolete --no-fuzzy-matching --ignore-pot-creation-date --no-wrap
 	$(VENV)/bin/pybabel compile -d app/locales -D messages --statistics
 
 clean:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import gettext
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from babel.messages.catalog import Message
+from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from app.i18n import (
@@ -22,6 +25,7 @@ from app.i18n import (
     translations,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 TRANSLATED = [language for language in LANGUAGES if language != DEFAULT_LANGUAGE]
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
@@ -38,6 +42,16 @@ def template_ids() -> set[str]:
 
 def _singular(message: Message) -> str:
     return message.id if isinstance(message.id, str) else message.id[0]
+
+
+def test_template_catalogue_has_exactly_the_text_of_the_templates() -> None:
+    """`make translations` was run after the last change to a template's wording."""
+    with (ROOT / "babel.cfg").open() as config:
+        method_map, options_map = parse_mapping_cfg(config, "babel.cfg")
+    found = extract_from_dir(ROOT, method_map, options_map)
+    in_templates = {text if isinstance(text, str) else text[0] for _, _, text, *_ in found}
+
+    assert in_templates == template_ids()
 
 
 def test_every_language_but_english_has_a_catalogue_and_nothing_else_does() -> None:
