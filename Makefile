@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 SYNCED := $(VENV)/.synced-$(UV_VERSION)
 
-.PHONY: install browser run test test-fast image-test bench lint format typecheck fake-seam migrate schemas clean
+.PHONY: install browser run test test-fast image-test bench lint format typecheck fake-seam migrate schemas translations clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -57,6 +57,15 @@ migrate: install
 
 schemas: install  ## regenerate the trimmed Seam schemas the fake is tested against
 	$(VENV)/bin/python scripts/trim_seam_schemas.py
+
+# The guest-facing text: templates → messages.pot → one .po per language → .mo (committed, so an
+# install needs no compile step; tests/test_i18n.py fails when a .mo differs from its .po).
+translations: install  ## re-extract guest message text, update every catalogue, compile them
+	$(VENV)/bin/pybabel extract -F babel.cfg -o app/locales/messages.pot --project guestkey \
+		--add-location file --omit-header --no-wrap --sort-output .
+	$(VENV)/bin/pybabel update -i app/locales/messages.pot -d app/locales -D messages \
+		--ignore-obsolete --no-fuzzy-matching --ignore-pot-creation-date --no-wrap
+	$(VENV)/bin/pybabel compile -d app/locales -D messages --statistics
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache

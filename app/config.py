@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     guestkey_callback_secret: SecretStr | None = None
     guestkey_callback_timeout_seconds: float = Field(default=10.0, gt=0)
     guestkey_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Shown to guests in every message ("+351 210 000 000", "help@example.com"); unset: not shown.
+    guestkey_support_contact: str | None = None
 
     smtp_host: str | None = None
     smtp_port: int | None = None

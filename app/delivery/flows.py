@@ -76,6 +76,8 @@ async def send_delivery(runtime: Runtime, *, delivery_id: uuid.UUID) -> None:
             ends_at=reservation.ends_at,
             timezone=reservation.timezone,
             kind=delivery.kind,  # type: ignore[arg-type]
+            property_address=reservation.property_address,
+            support_contact=runtime.settings.guestkey_support_contact,
         )
         delivery.attempts += 1
         try:

@@ -95,6 +95,7 @@ class Reservation(TimestampedMixin, Base):
     ends_at: Mapped[datetime]
     timezone: Mapped[str] = mapped_column(Text, default="UTC")
     property_name: Mapped[str | None] = mapped_column(Text)
+    property_address: Mapped[str | None] = mapped_column(Text)
     device_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
     acs_entrance_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
     space_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)

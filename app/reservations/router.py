@@ -61,6 +61,7 @@ def present(
         ends_at=reservation.ends_at,
         timezone=reservation.timezone,
         property_name=reservation.property_name,
+        property_address=reservation.property_address,
         device_ids=reservation.device_ids,
         acs_entrance_ids=reservation.acs_entrance_ids,
         space_ids=reservation.space_ids,

@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from app.i18n import LANGUAGES, supported_language
 from app.reservations.models import CodeState, DoorState, ReservationStatus
 
 RESERVATION_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -52,10 +53,34 @@ def _time_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+# The areas of the tz database's region names ("America/New_York"). Names outside them are
+# abbreviations or fixed offsets ("EST", "EST5EDT", "Etc/GMT+5") that miss daylight saving time,
+# or old aliases ("US/Eastern"); UTC is the one such name a booking system means as it says.
+TIME_ZONE_REGIONS = frozenset(
+    [
+        "Africa",
+        "America",
+        "Antarctica",
+        "Arctic",
+        "Asia",
+        "Atlantic",
+        "Australia",
+        "Europe",
+        "Indian",
+        "Pacific",
+    ]
+)
+
+
 def _timezone(value: str) -> str:
     # The list of zones, not a load attempt: "Europe" (a folder) or "localtime" are no zones.
     if value not in _time_zones():
         raise ValueError("must be an IANA time zone name, like Europe/Lisbon")
+    if value != "UTC" and value.split("/", 1)[0] not in TIME_ZONE_REGIONS:
+        raise ValueError(
+            "must be a region name like America/New_York or Europe/Lisbon, or UTC: abbreviations "
+            "and offsets such as EST or Etc/GMT+5 miss daylight saving time"
+        )
     return value
 
 
@@ -68,6 +93,23 @@ def _plain_text(value: str) -> str:
     except UnicodeEncodeError as error:
         raise ValueError("must be valid Unicode text") from error
     return value
+
+
+def _locale(value: str) -> str:
+    """The language guestkey writes to the guest: "pt-BR" is stored as "pt"."""
+    language = supported_language(value)
+    if language is None:
+        raise ValueError(
+            f"must be a language guestkey writes in: {', '.join(LANGUAGES)} "
+            "(a regional variant such as pt-BR gets its language)"
+        )
+    return language
+
+
+def _address(value: str) -> str:
+    """One or more lines of free text; blank lines and the spaces around lines are dropped."""
+    lines = [_plain_text(line.strip()) for line in value.splitlines()]
+    return "\n".join(line for line in lines if line)
 
 
 def _door_id(value: str) -> str:
@@ -98,7 +140,9 @@ class GuestIn(BaseModel):
     email: Annotated[EmailStr, Field(max_length=254)] | None = Field(
         default=None, validate_default=True
     )
-    locale: Annotated[str, Field(max_length=35, pattern=_LOCALE.pattern)] = "en"
+    locale: Annotated[
+        str, Field(max_length=35, pattern=_LOCALE.pattern), AfterValidator(_locale)
+    ] = "en"
 
     @field_validator("email")
     @classmethod
@@ -134,6 +178,9 @@ class ReservationIn(BaseModel):
     space_ids: DoorIds = []
     device_ids: DoorIds = Field(default=[], validate_default=True)
     property_name: Text | None = None
+    property_address: (
+        Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_address)] | None
+    ) = None
     timezone: Annotated[str, Field(max_length=64), AfterValidator(_timezone)] = "UTC"
 
     @field_validator("starts_at", "ends_at")
@@ -228,6 +275,7 @@ class ReservationOut(BaseModel):
     ends_at: datetime
     timezone: str
     property_name: str | None
+    property_address: str | None
     device_ids: list[str]
     acs_entrance_ids: list[str]
     space_ids: list[str]

@@ -76,6 +76,7 @@ def _desired(data: ReservationIn) -> dict[str, Any]:
         "ends_at": data.ends_at,
         "timezone": data.timezone,
         "property_name": data.property_name,
+        "property_address": data.property_address,
         "device_ids": data.device_ids,
         "acs_entrance_ids": data.acs_entrance_ids,
         "space_ids": data.space_ids,

@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
+from app.i18n import LANGUAGES
 from app.reservations.models import Reservation
-from app.reservations.schemas import RESERVATION_KEY_PATTERN, ReservationIn
+from app.reservations.schemas import RESERVATION_KEY_PATTERN, TIME_ZONE_REGIONS, ReservationIn
 from app.runtime import Runtime
 
 FIELDS = (
@@ -145,7 +146,16 @@ emails = st.builds(
     st.from_regex(r"\A[a-z0-9][a-z0-9._+-]{0,15}[a-z0-9]\Z"),
     st.sampled_from(["example.com", "Example.ORG", "mail.example.net", "xn--bcher-kva.example"]),
 ).filter(lambda e: ".." not in e)
-locales = st.from_regex(r"\A[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}\Z")
+# A language guestkey writes, in any case, with or without a region or script after it.
+locales = st.builds(
+    "{}{}".format,
+    st.sampled_from(LANGUAGES).flatmap(lambda code: st.sampled_from([code, code.upper()])),
+    st.from_regex(r"\A([-_][A-Za-z0-9]{2,8}){0,3}\Z"),
+)
+# Region names ("Europe/Lisbon"), not abbreviations or fixed offsets ("EST", "Etc/GMT+5").
+REGION_ZONES = sorted(
+    name for name in zoneinfo.available_timezones() if name.split("/")[0] in TIME_ZONE_REGIONS
+)
 
 
 @st.composite
@@ -182,7 +192,7 @@ def valid_bodies(
         body["property_name"] = draw(padded_names)
     if draw(st.booleans()):
         # IANA names as zoneinfo lists them (not the system's posix/ and right/ variants)
-        body["timezone"] = draw(st.sampled_from(sorted(zoneinfo.available_timezones())))
+        body["timezone"] = draw(st.sampled_from(["UTC", *REGION_ZONES]))
     return body, expected
 
 
@@ -295,6 +305,8 @@ def assert_rules(model: ReservationIn, validated_before: datetime) -> None:
         assert E164.match(model.guest.phone)
     zoneinfo.ZoneInfo(model.timezone)
     assert model.timezone not in TZ_DIRECTORIES
+    assert model.timezone == "UTC" or model.timezone.split("/")[0] in TIME_ZONE_REGIONS
+    assert model.guest.locale in LANGUAGES
 
 
 def validate(body: Any) -> ReservationIn | None:
