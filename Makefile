@@ -20,8 +20,11 @@ $(SYNCED): $(UV) pyproject.toml uv.lock
 
 install: $(SYNCED)  ## install uv and the locked dependencies into .venv
 
-run: install  ## start guestkey (sandbox mode unless SEAM_API_KEY is set)
-	$(VENV)/bin/guestkey serve
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+run: install  ## start guestkey on HOST:PORT (sandbox mode unless SEAM_API_KEY is set)
+	$(VENV)/bin/guestkey serve --host $(HOST) --port $(PORT)
 
 browser:  ## Chromium and chromedriver from Debian's packages, for the console's browser tests
 	bash scripts/ensure-browser.sh

@@ -1,47 +1,103 @@
-"""`guestkey`: serve the API, run workers, migrate, manage API clients, run the fake Seam."""
+"""`guestkey`: serve the API and workers, migrate, manage API clients, connect Seam, check a
+deployment, run the fake Seam."""
 
 from __future__ import annotations
 
+# Only the standard library at module level: `guestkey --help` must answer at once, so every
+# command imports what it needs when it runs.
 import argparse
-import asyncio
-import contextlib
-import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
+from app.startup import EXIT_STARTUP, StartupError, load_settings
 
-from app.config import Settings
-from app.logs import configure_logging
+if TYPE_CHECKING:
+    from app.config import Settings
 
-log = structlog.get_logger("app.cli")
+
+def _log() -> Any:
+    import structlog
+
+    return structlog.get_logger("app.cli")
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    from app.logs import configure_logging
+
+    settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
 def _database_url(settings: Settings) -> str:
+    """The database URL, checked reachable (an embedded PostgreSQL is started when unset)."""
     from app.db import resolve_database_url
+    from app.startup import check_database_reachable
 
-    return resolve_database_url(settings.database_url, settings.data_dir)
+    url = resolve_database_url(settings.database_url, settings.data_dir)
+    check_database_reachable(url)
+    return url
 
 
 def serve(args: argparse.Namespace) -> None:
+    import signal
+
+    from app.startup import (
+        DataDirectoryLock,
+        check_encryption_keys,
+        check_port_free,
+        check_seam_api_key,
+        check_secrets,
+    )
+
+    # uvicorn stops gracefully on SIGTERM and then re-raises it; the default action would end
+    # the process without its exit handlers, leaving the embedded PostgreSQL running.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    settings = _settings()
+    check_secrets(settings)
+    check_seam_api_key(settings)
+    check_port_free(args.host, args.port)
+    check_encryption_keys(settings)
+    data_dir_lock = DataDirectoryLock(settings.data_dir)  # held while this frame runs
+    if not settings.database_url:
+        data_dir_lock.acquire()
+    url = _database_url(settings)
+
     from app.main import create_app
     from app.migrate import upgrade_to_head
 
-    settings = _settings()
-    url = _database_url(settings)
     upgrade_to_head(url)
     if args.concurrency:
         settings.guestkey_worker_concurrency = args.concurrency
     app = create_app(settings, database_url=url, run_worker=not args.no_worker)
-    log.info("guestkey.serve", host=args.host, port=args.port, sandbox=settings.sandbox)
+    _log().info("guestkey.serve", **serve_summary(settings, host=args.host, port=args.port))
     run_server(app, host=args.host, port=args.port)
+    data_dir_lock.release()
+
+
+def serve_summary(settings: Settings, *, host: str, port: int) -> dict[str, Any]:
+    """What a newcomer needs from the first screen: where to send requests, with which key,
+    and where the messages land."""
+    from app.config import SANDBOX_API_KEY
+
+    shown_host = f"[{host}]" if ":" in host else host
+    summary: dict[str, Any] = {
+        "url": f"http://{shown_host}:{port}",
+        "docs": f"http://{shown_host}:{port}/docs",
+        "sandbox": settings.sandbox,
+    }
+    if SANDBOX_API_KEY in settings.env_api_keys:
+        summary["sandbox_api_key"] = SANDBOX_API_KEY
+    if not settings.smtp_host or settings.sms_provider == "outbox":
+        from app.delivery.channels import outbox_directory
+
+        summary["outbox"] = str(outbox_directory(settings).resolve())
+    return summary
+
+
+def _exit_cleanly(signum: int, _: Any) -> None:
+    raise SystemExit(0)
 
 
 def run_server(app: Any, *, host: str, port: int) -> None:
@@ -61,20 +117,31 @@ def run_server(app: Any, *, host: str, port: int) -> None:
 
 
 def worker(args: argparse.Namespace) -> None:
+    import asyncio
+    import contextlib
+    import signal
+
     from app.runtime import open_runtime
+    from app.startup import check_encryption_keys, check_seam_api_key, check_secrets
     from app.worker.app import run_supervised_worker
 
     settings = _settings()
+    check_secrets(settings)
+    check_seam_api_key(settings)
     if settings.in_process_fake_seam:
-        sys.exit(
-            "guestkey worker: in sandbox mode the fake Seam lives inside `guestkey serve`; "
+        raise StartupError(
+            "in sandbox mode the fake Seam lives inside `guestkey serve`; "
             "run `guestkey serve`, or point SEAM_ENDPOINT at `guestkey fake-seam`."
         )
     concurrency = args.concurrency or settings.guestkey_worker_concurrency
+    check_encryption_keys(settings)
+    url = _database_url(settings)
 
     async def run() -> None:
-        async with open_runtime(settings, worker_concurrency=concurrency) as runtime:
-            log.info("guestkey.worker", concurrency=concurrency)
+        async with open_runtime(
+            settings, database_url=url, worker_concurrency=concurrency
+        ) as runtime:
+            _log().info("guestkey.worker", concurrency=concurrency)
             supervised = asyncio.create_task(
                 run_supervised_worker(runtime, concurrency=concurrency)
             )
@@ -83,7 +150,7 @@ def worker(args: argparse.Namespace) -> None:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
             await stop.wait()
-            log.info("guestkey.worker.stopping")
+            _log().info("guestkey.worker.stopping")
             supervised.cancel()  # procrastinate finishes running jobs (graceful timeout)
             with contextlib.suppress(asyncio.CancelledError):
                 await supervised
@@ -99,6 +166,8 @@ def migrate(_: argparse.Namespace) -> None:
 
 
 def clients(args: argparse.Namespace) -> None:
+    import asyncio
+
     from app.clients import service
     from app.db import create_engine, create_sessionmaker
     from app.errors import GuestkeyError
@@ -133,6 +202,8 @@ def clients(args: argparse.Namespace) -> None:
 
 
 def operators(args: argparse.Namespace) -> None:
+    import asyncio
+
     from app.clients.service import ensure_clients
     from app.console import service
     from app.db import create_engine, create_sessionmaker
@@ -178,6 +249,76 @@ def operators(args: argparse.Namespace) -> None:
     sys.exit(asyncio.run(run()))
 
 
+def seam_connect(args: argparse.Namespace) -> None:
+    """Register guestkey's webhook at Seam. The secret alone goes to stdout, so
+    `SEAM_WEBHOOK_SECRET=$(guestkey seam connect --url …)` takes it without copy-paste."""
+    import asyncio
+
+    from app.doctor.checks import open_seam
+    from app.seam.errors import SeamError
+    from app.startup import check_seam_api_key
+    from app.webhooks.subscription import connect_webhook, webhook_url_problem
+
+    settings = _settings()
+    check_seam_api_key(settings)
+    if problem := webhook_url_problem(args.url):
+        raise StartupError(f"--url: {problem}")
+    if settings.in_process_fake_seam:
+        raise StartupError(
+            "SEAM_API_KEY: not set; `seam connect` registers guestkey's webhook in a Seam "
+            "workspace (sandbox mode's in-process fake Seam needs none)"
+        )
+
+    async def run() -> None:
+        async with open_seam(settings) as seam:
+            workspace = await seam.workspace()
+            connected = await connect_webhook(seam, url=args.url)
+        webhook = connected.webhook
+        print(
+            f"Seam workspace “{workspace.name}” ({workspace.workspace_id}): webhook "
+            f"{webhook.webhook_id} for {webhook.url} {connected.outcome}, "
+            f"{len(webhook.event_types)} event types",
+            file=sys.stderr,
+        )
+        if webhook.secret is None:
+            print(
+                "Seam did not return the webhook's secret: copy it from Seam Console "
+                "(Developer → Webhooks) into SEAM_WEBHOOK_SECRET",
+                file=sys.stderr,
+            )
+            return
+        print("Its signing secret, for SEAM_WEBHOOK_SECRET:", file=sys.stderr)
+        print(webhook.secret)
+
+    try:
+        asyncio.run(run())
+    except SeamError as error:
+        reason = "Seam rejected SEAM_API_KEY" if error.status in (401, 403) else str(error)
+        raise StartupError(f"Seam at {settings.seam_endpoint}: {reason}") from None
+
+
+def doctor(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from app.doctor.checks import DoctorOptions, run_checks
+
+    settings = _settings()
+    database_url = settings.database_url
+    if database_url is None:
+        from app.db import start_embedded_postgres
+
+        database_url = start_embedded_postgres(settings.data_dir)
+    options = DoctorOptions(webhook_url=args.webhook_url, send_test_to=args.send_test_to)
+    checks = asyncio.run(run_checks(settings, database_url=database_url, options=options))
+    for check in checks:
+        print(check.line())
+    problems = sum(not check.ok for check in checks)
+    if problems:
+        print(f"{problems} problem(s) found")
+        sys.exit(1)
+    print("all checks passed")
+
+
 def fake_seam(args: argparse.Namespace) -> None:
     from app.seam.fake import serve as serve_fake
 
@@ -196,13 +337,17 @@ def fake_seam(args: argparse.Namespace) -> None:
 
 
 def reencrypt(_: argparse.Namespace) -> None:
+    import asyncio
+
     from app.crypto import build_cipher
     from app.db import create_engine, create_sessionmaker
     from app.reservations.service import reencrypt_codes
+    from app.startup import check_encryption_keys
 
     settings = _settings()
-    url = _database_url(settings)
+    check_encryption_keys(settings)
     cipher = build_cipher(settings)
+    url = _database_url(settings)
 
     async def run() -> int:
         engine = create_engine(url, pool_size=1)
@@ -222,25 +367,77 @@ def keygen(_: argparse.Namespace) -> None:
     print(Fernet.generate_key().decode())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="guestkey", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none worth showing."""
 
-    serve_parser = commands.add_parser("serve", help="migrate, then serve the API (+ a worker)")
-    serve_parser.add_argument("--host", default="127.0.0.1")
-    serve_parser.add_argument("--port", type=int, default=8000)
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, 0) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("guestkey")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, with the package metadata read only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **_: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS)
+        self.help = "print guestkey's version and exit"
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"guestkey {_version()}")
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guestkey", description=__doc__, formatter_class=_HelpFormatter
+    )
+    parser.add_argument("--version", action=_VersionAction)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=help, description=help, formatter_class=_HelpFormatter
+        )
+
+    serve_parser = command("serve", "migrate, then serve the API (+ a worker)")
+    serve_parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)"
+    )
+    serve_parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve_parser.add_argument("--no-worker", action="store_true", help="API only (replicas)")
-    serve_parser.add_argument("--concurrency", type=int, default=0, help="in-process worker jobs")
+    serve_parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="jobs the in-process worker runs at once (default: GUESTKEY_WORKER_CONCURRENCY)",
+    )
     serve_parser.set_defaults(handler=serve)
 
-    worker_parser = commands.add_parser("worker", help="run a job worker")
-    worker_parser.add_argument("--concurrency", type=int, default=0)
+    worker_parser = command("worker", "run a job worker")
+    worker_parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="jobs run at once (default: GUESTKEY_WORKER_CONCURRENCY)",
+    )
     worker_parser.set_defaults(handler=worker)
 
-    commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=migrate)
+    command("migrate", "apply database migrations").set_defaults(handler=migrate)
 
-    clients_parser = commands.add_parser("clients", help="manage API clients")
-    clients_commands = clients_parser.add_subparsers(dest="clients_command", required=True)
+    clients_parser = command("clients", "manage API clients")
+    clients_commands = clients_parser.add_subparsers(
+        dest="clients_command", required=True, metavar="ACTION"
+    )
     create_parser = clients_commands.add_parser("create", help="create a client; prints its key")
     create_parser.add_argument("name")
     revoke_parser = clients_commands.add_parser("revoke", help="revoke a client and its keys")
@@ -248,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     clients_commands.add_parser("list", help="list clients")
     clients_parser.set_defaults(handler=clients)
 
-    operators_parser = commands.add_parser("operators", help="manage console operators")
+    operators_parser = command("operators", "manage console operators")
     operators_commands = operators_parser.add_subparsers(dest="operators_command", required=True)
     operator_create = operators_commands.add_parser(
         "create", help="create an operator; prints a one-time password"
@@ -260,20 +457,54 @@ def build_parser() -> argparse.ArgumentParser:
     operators_commands.add_parser("list", help="list operators")
     operators_parser.set_defaults(handler=operators)
 
-    commands.add_parser("keygen", help="print a new key for GUESTKEY_ENCRYPTION_KEY").set_defaults(
-        handler=keygen
+    seam_parser = command("seam", "set up guestkey's side of a Seam workspace")
+    seam_commands = seam_parser.add_subparsers(dest="seam_command", required=True, metavar="ACTION")
+    connect_parser = seam_commands.add_parser(
+        "connect",
+        help="register (or update) guestkey's webhook at Seam; prints its secret",
+        description="Register https://HOST/webhooks/seam at Seam for the event types guestkey "
+        "acts on, or update the webhook already registered for that URL. Prints the webhook's "
+        "secret for SEAM_WEBHOOK_SECRET.",
+        formatter_class=_HelpFormatter,
     )
+    connect_parser.add_argument(
+        "--url", required=True, help="guestkey's public webhook URL: https://HOST/webhooks/seam"
+    )
+    connect_parser.set_defaults(handler=seam_connect)
 
-    commands.add_parser(
-        "reencrypt", help="re-encrypt stored codes under the first GUESTKEY_ENCRYPTION_KEY"
+    doctor_parser = command("doctor", "check the configuration end to end; exit 1 on a problem")
+    doctor_parser.add_argument(
+        "--webhook-url",
+        default=None,
+        help="guestkey's public webhook URL (default: GUESTKEY_PUBLIC_URL + /webhooks/seam)",
+    )
+    doctor_parser.add_argument(
+        "--send-test-to", metavar="ADDRESS", default=None, help="also send a test email there"
+    )
+    doctor_parser.set_defaults(handler=doctor)
+
+    command("keygen", "print a new key for GUESTKEY_ENCRYPTION_KEY").set_defaults(handler=keygen)
+
+    command(
+        "reencrypt", "re-encrypt stored codes under the first GUESTKEY_ENCRYPTION_KEY"
     ).set_defaults(handler=reencrypt)
 
-    fake_parser = commands.add_parser("fake-seam", help="run the fake Seam API")
-    fake_parser.add_argument("--host", default="127.0.0.1")
-    fake_parser.add_argument("--port", type=int, default=8090)
-    fake_parser.add_argument("--webhook-url", default=None)
-    fake_parser.add_argument("--webhook-secret", default=None)
-    fake_parser.add_argument("--issue-delay", type=float, default=None, metavar="SECONDS")
+    fake_parser = command("fake-seam", "run the fake Seam API")
+    fake_parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    fake_parser.add_argument("--port", type=int, default=8090, help="port to listen on")
+    fake_parser.add_argument(
+        "--webhook-url", default=None, help="deliver signed webhooks there from the start"
+    )
+    fake_parser.add_argument(
+        "--webhook-secret", default=None, help="the whsec_ secret to sign them with"
+    )
+    fake_parser.add_argument(
+        "--issue-delay",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long Seam takes to issue a code",
+    )
     fake_parser.add_argument("--api-key", default=None, help="accept only this key")
     fake_parser.set_defaults(handler=fake_seam)
     return parser
@@ -281,7 +512,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.handler(args)
+    try:
+        args.handler(args)
+    except StartupError as error:
+        action = (
+            getattr(args, "seam_command", None)
+            or getattr(args, "clients_command", None)
+            or getattr(args, "operators_command", None)
+        )
+        command = f"guestkey {args.command}" + (f" {action}" if action else "")
+        for line in error.lines:
+            print(f"{command}: {line}", file=sys.stderr)
+        sys.exit(EXIT_STARTUP)
 
 
 if __name__ == "__main__":

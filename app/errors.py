@@ -10,6 +10,8 @@ import psycopg_pool
 import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -36,6 +38,14 @@ class NotFound(GuestkeyError):
 class Conflict(GuestkeyError):
     status_code = 409
     code = "conflict"
+
+
+class ReservationCancelled(Conflict):
+    code = "reservation_cancelled"
+
+
+class NoIssuedCode(Conflict):
+    code = "no_issued_code"
 
 
 class Unauthorized(GuestkeyError):
@@ -86,6 +96,16 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=error.headers,
         )
 
+    async def render_invalid_request(_: Request, error: Exception) -> JSONResponse:
+        # FastAPI's own 422, with the `code` every other error has and pydantic's messages
+        # without their "Value error, " prefix.
+        assert isinstance(error, RequestValidationError)
+        detail = [
+            {**problem, "msg": str(problem.get("msg", "")).removeprefix("Value error, ")}
+            for problem in jsonable_encoder(error.errors())
+        ]
+        return JSONResponse({"detail": detail, "code": InvalidInput.code}, status_code=422)
+
     async def render_database_unavailable(_: Request, error: Exception) -> JSONResponse:
         log.warning("db.unavailable", error=type(error).__name__)
         return JSONResponse(
@@ -94,7 +114,14 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "2"},
         )
 
+    async def render_internal_error(_: Request, __: Exception) -> JSONResponse:
+        # A bug, answered in the same shape as every other error. Starlette raises it again
+        # after this answer, so the server logs its traceback once.
+        return JSONResponse({"detail": "internal error", "code": "internal_error"}, status_code=500)
+
     app.add_exception_handler(GuestkeyError, render)
+    app.add_exception_handler(Exception, render_internal_error)
+    app.add_exception_handler(RequestValidationError, render_invalid_request)
     for database_error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(database_error, render_database_unavailable)
     app.add_exception_handler(StarletteHTTPException, render_http)

@@ -1,4 +1,5 @@
-"""Structured JSON logs: one dotted event name per line, request id bound from context.
+"""Structured logs: one dotted event name per line, request id bound from context; JSON
+lines, or console lines when a person watches a terminal.
 
 Every library's stdlib logging (uvicorn, procrastinate, alembic) goes through the same
 renderer, so an operator reads one format. A last processor masks fields whose names say
@@ -25,7 +26,15 @@ def _mask_secrets(_: Any, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
+def log_format_for(stream: Any, requested: str | None) -> str:
+    """The format asked for, else console lines for a terminal and JSON for anything else."""
+    if requested:
+        return requested
+    return "console" if stream.isatty() else "json"
+
+
+def configure_logging(level: str = "info", fmt: str | None = "json") -> None:
+    fmt = log_format_for(sys.stderr, fmt)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -36,7 +45,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     renderer: Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
         processors=[

@@ -12,9 +12,11 @@ from fastapi import FastAPI
 from app import health
 from app.config import Settings
 from app.console.router import mount as mount_console
+from app.docs import install_docs
 from app.doors.router import router as doors_router
 from app.errors import install_error_handlers
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.openapi import install_openapi
 from app.reservations.router import router as reservations_router
 from app.runtime import open_runtime
 from app.webhooks.router import router as webhooks_router
@@ -62,6 +64,8 @@ def create_app(
         version="0.1.0",
         summary="Door codes for guests: reservations in, Seam access grants and PIN codes out.",
         lifespan=lifespan,
+        docs_url=None,  # served from local files by install_docs
+        redoc_url=None,
         redirect_slashes=False,  # a key that ends in "/" is not another route: 404, not 307
     )
     install_error_handlers(app)
@@ -71,6 +75,8 @@ def create_app(
     app.include_router(reservations_router)
     app.include_router(doors_router)
     mount_console(app)  # the operator console, matched after the API
+    install_docs(app)
+    install_openapi(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.guestkey_max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

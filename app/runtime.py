@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.clients.service import env_key_digests
-from app.config import Settings
+from app.config import SANDBOX_SEAM_API_KEY, Settings
 from app.crypto import CodeCipher, build_cipher
 from app.db import create_engine, create_sessionmaker, resolve_database_url
 from app.delivery.channels import EmailSender, SmsSender, build_email_sender, build_sms_sender
@@ -24,8 +24,6 @@ from app.webhooks.verify import WebhookVerifier
 from app.worker.app import open_jobs
 
 log = structlog.get_logger(__name__)
-
-SANDBOX_SEAM_API_KEY = "seam_sandbox_guestkey"
 
 
 @dataclass

@@ -135,7 +135,10 @@ async def _present_one(
     responses={
         200: {"description": "The reservation existed; updated, or unchanged"},
         201: {"description": "Created"},
-        409: {"model": ErrorOut, "description": "The reservation is cancelled"},
+        409: {
+            "model": ErrorOut,
+            "description": "The reservation is cancelled (`reservation_cancelled`)",
+        },
     },
 )
 async def put_reservation(
@@ -226,7 +229,13 @@ async def cancel_reservation(
     "/{reservation_key}/resend",
     response_model=ReservationOut,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={409: {"model": ErrorOut, "description": "No code issued yet, or cancelled"}},
+    responses={
+        409: {
+            "model": ErrorOut,
+            "description": "No code issued (`no_issued_code`), "
+            "or cancelled (`reservation_cancelled`)",
+        }
+    },
 )
 async def resend_code(
     reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep, runtime: RuntimeDep

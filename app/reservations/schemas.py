@@ -164,7 +164,11 @@ class ReservationIn(BaseModel):
                 "guest": {"name": "Ada Lovelace", "email": "ada@example.com", "locale": "en"},
                 "starts_at": "2030-12-01T15:00:00Z",
                 "ends_at": "2030-12-04T11:00:00Z",
-                "device_ids": ["0b1c2d3e-4f50-5617-8293-a4b5c6d7e8f9"],
+                # The sandbox's Front Door and Back Door: "Try it out" works in sandbox mode.
+                "device_ids": [
+                    "52246fe3-a87c-527d-a1f0-11ea7711d1b1",
+                    "102f4bbf-8eb7-5267-9934-b01ac0abe323",
+                ],
                 "property_name": "Seaside Loft",
                 "timezone": "Europe/Lisbon",
             }

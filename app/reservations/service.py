@@ -21,7 +21,7 @@ from app.callbacks.service import notify
 from app.crypto import CodeCipher
 from app.db import utcnow
 from app.delivery.models import Delivery
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import InvalidInput, NoIssuedCode, NotFound, ReservationCancelled
 from app.reservations.models import (
     AccessMethod,
     Reservation,
@@ -149,7 +149,7 @@ async def put_reservation(
         assert reservation is not None
 
     if reservation.status == ReservationStatus.CANCELLED:
-        raise Conflict(f"reservation {reservation_key!r} is cancelled")
+        raise ReservationCancelled(f"reservation {reservation_key!r} is cancelled")
     changed = [name for name, value in desired.items() if getattr(reservation, name) != value]
     if not changed:
         return reservation, False
@@ -190,7 +190,7 @@ async def resend(
         session, client_id=client_id, reservation_key=reservation_key, for_update=True
     )
     if reservation.status == ReservationStatus.CANCELLED:
-        raise Conflict(f"reservation {reservation_key!r} is cancelled")
+        raise ReservationCancelled(f"reservation {reservation_key!r} is cancelled")
     planned = await plan_for_issued_codes(
         session,
         reservation=reservation,
@@ -199,9 +199,17 @@ async def resend(
         once_per=uuid.uuid4().hex,
     )
     if not planned:
-        raise Conflict(f"reservation {reservation_key!r} has no issued code to send yet")
+        raise NoIssuedCode(_no_code_message(reservation))
     await record_event(session, reservation_id=reservation.id, kind=TimelineKind.RESEND_REQUESTED)
     return reservation
+
+
+def _no_code_message(reservation: Reservation) -> str:
+    """Worded for the state: a failed reservation will get no code unless it is corrected."""
+    key = reservation.reservation_key
+    if reservation.status == ReservationStatus.FAILED:
+        return f"reservation {key!r} failed and has no code to send: {reservation.last_error}"
+    return f"reservation {key!r} has no issued code to send yet"
 
 
 async def cancel_reservation(

@@ -492,6 +492,44 @@ class SeamGateway:
         )
         return [_space_door(_as_dict(space)) for space in spaces]
 
+    # workspace and webhooks (`guestkey seam connect`, `guestkey doctor`)
+
+    async def workspace(self) -> Workspace:
+        """The workspace the API key opens."""
+        resource = await self._call("workspaces.get", lambda: self._seam.workspaces.get())
+        return Workspace(
+            workspace_id=str(resource.workspace_id),
+            name=str(resource.name),
+            is_sandbox=bool(resource.is_sandbox),
+        )
+
+    async def list_webhooks(self) -> list[Webhook]:
+        resources = await self._call("webhooks.list", lambda: self._seam.webhooks.list())
+        return [_webhook(resource) for resource in resources]
+
+    async def get_webhook(self, webhook_id: str) -> Webhook:
+        resource = await self._call(
+            "webhooks.get", lambda: self._seam.webhooks.get(webhook_id=webhook_id)
+        )
+        return _webhook(resource)
+
+    async def create_webhook(self, *, url: str, event_types: Sequence[str]) -> Webhook:
+        resource = await self._call(
+            "webhooks.create",
+            lambda: self._seam.webhooks.create(url=url, event_types=list(event_types)),
+        )
+        return _webhook(resource)
+
+    async def update_webhook_event_types(
+        self, webhook_id: str, *, event_types: Sequence[str]
+    ) -> None:
+        await self._call(
+            "webhooks.update",
+            lambda: self._seam.webhooks.update(
+                webhook_id=webhook_id, event_types=list(event_types)
+            ),
+        )
+
 
 def _device_door(device: dict[str, Any]) -> DoorInfo:
     properties = device.get("properties") or {}
@@ -604,3 +642,27 @@ def _log_failure(endpoint: str, error: SeamError, *, request_id: str | None) -> 
         log.warning("seam.call_failed", **fields, error=str(error), retry_after=error.retry_after)
     else:
         log.warning("seam.call_refused", **fields, error=str(error))
+
+
+@dataclass(frozen=True)
+class Workspace:
+    workspace_id: str
+    name: str
+    is_sandbox: bool
+
+
+@dataclass(frozen=True)
+class Webhook:
+    webhook_id: str
+    url: str
+    event_types: list[str]
+    secret: str | None = field(repr=False, default=None)
+
+
+def _webhook(resource: Any) -> Webhook:
+    return Webhook(
+        webhook_id=str(resource.webhook_id),
+        url=str(resource.url),
+        event_types=list(resource.event_types or []),
+        secret=resource.secret,
+    )

@@ -15,6 +15,10 @@ log = structlog.get_logger(__name__)
 @router.post(
     "/webhooks/seam",
     status_code=204,
+    summary="Seam's events",
+    description="Where Seam delivers its events (register it with `guestkey seam connect`). "
+    "Each delivery is verified against `SEAM_WEBHOOK_SECRET` (Svix signature, timestamp within "
+    "5 minutes), stored once however often Seam retries it, and answered `204`.",
     responses={
         204: {"description": "Stored (or already stored)"},
         400: {"description": "Missing or malformed Svix headers"},

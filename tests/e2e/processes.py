@@ -123,20 +123,21 @@ def wait_until_ready(process: Process, path: str, timeout: float) -> None:
 
 @contextmanager
 def fake_seam_process(
-    *, log_dir: Path, port: int, webhook_url: str, webhook_secret: str, timeout: float = 60
+    *,
+    log_dir: Path,
+    port: int,
+    webhook_url: str | None,
+    webhook_secret: str | None = None,
+    timeout: float = 60,
 ) -> Iterator[Process]:
-    """`guestkey fake-seam` on a loopback port, signing its webhooks to `webhook_url`."""
+    """`guestkey fake-seam` on a loopback port, signing its webhooks to `webhook_url` (or to
+    the webhook registered with `webhooks/create`, when None)."""
+    webhook = ["--webhook-url", webhook_url] if webhook_url else []
+    if webhook_secret:
+        webhook += ["--webhook-secret", webhook_secret]
     with running(
         "fake-seam",
-        [
-            "fake-seam",
-            "--port",
-            str(port),
-            "--webhook-url",
-            webhook_url,
-            "--webhook-secret",
-            webhook_secret,
-        ],
+        ["fake-seam", "--port", str(port), *webhook],
         env={},
         log_dir=log_dir,
         url=f"http://127.0.0.1:{port}",
