@@ -17,7 +17,8 @@ _GUEST = {
     "name": "The guest's name, as the message greets them.",
     "email": "Where the code is emailed. `email` or `phone` is required.",
     "phone": "Where the code is texted, in E.164 form (+14155550100).",
-    "locale": "The guest's language for messages (BCP 47, like `en` or `pt-BR`).",
+    "locale": "The guest's language for messages: en, es, fr, de, it, pt or nl (a region "
+    "variant such as `pt-BR` is read as its language).",
 }
 _DOOR_IDS = {
     "device_ids": "Seam ids of locks (devices) the code opens.",
@@ -28,7 +29,8 @@ _STAY = {
     "starts_at": "When the code starts working (ISO 8601 with a UTC offset).",
     "ends_at": "When the code stops working; after `starts_at` and in the future.",
     "property_name": "The property's name, shown to the guest.",
-    "timezone": "IANA time zone name (`Europe/Lisbon`): the message shows times in it.",
+    "property_address": "The property's address, shown to the guest (several lines allowed).",
+    "timezone": "A region time zone (`Europe/Lisbon`) or `UTC`: the message shows times in it.",
 }
 
 FIELD_DESCRIPTIONS: dict[str, dict[str, str]] = {
