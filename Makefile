@@ -20,8 +20,10 @@ $(SYNCED): $(UV) pyproject.toml uv.lock
 
 install: $(SYNCED)  ## install uv and the locked dependencies into .venv
 
-run: install  ## start guestkey (sandbox mode unless SEAM_API_KEY is set)
-	$(VENV)/bin/guestkey serve
+GUESTKEY_SANDBOX ?= true
+
+run: install  ## start guestkey in sandbox mode (make run GUESTKEY_SANDBOX=false for a real Seam)
+	GUESTKEY_SANDBOX=$(GUESTKEY_SANDBOX) $(VENV)/bin/guestkey serve
 
 browser:  ## Chromium and chromedriver from Debian's packages, for the console's browser tests
 	bash scripts/ensure-browser.sh

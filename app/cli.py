@@ -5,23 +5,44 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 
-from app.config import Settings
+from app.config import ConfigurationError, Settings
 from app.logs import configure_logging
 
 log = structlog.get_logger("app.cli")
 
+CONFIGURATION_EXIT_STATUS = 2
+
+
+def _refuse(problem: str) -> NoReturn:
+    """One line naming what to fix, no traceback: a configuration error, not a bug."""
+    print(f"guestkey: {problem}", file=sys.stderr)
+    sys.exit(CONFIGURATION_EXIT_STATUS)
+
 
 def _settings() -> Settings:
-    settings = Settings()
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        _refuse("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()))
     configure_logging(settings.log_level, settings.log_format)
     return settings
+
+
+def _refuse_at_start(problem: str) -> None:
+    """From inside the server's start: one line, exit status 2, before uvicorn can add a
+    traceback (nothing is open any more: the runtime closed what it had opened)."""
+    print(f"guestkey: {problem}", file=sys.stderr, flush=True)
+    os._exit(CONFIGURATION_EXIT_STATUS)
 
 
 def _database_url(settings: Settings) -> str:
@@ -35,11 +56,18 @@ def serve(args: argparse.Namespace) -> None:
     from app.migrate import upgrade_to_head
 
     settings = _settings()
+    if args.sandbox:
+        settings.sandbox = True
+    problems = settings.startup_problems()
+    if problems:
+        _refuse("; ".join(problems))
     url = _database_url(settings)
     upgrade_to_head(url)
     if args.concurrency:
         settings.guestkey_worker_concurrency = args.concurrency
-    app = create_app(settings, database_url=url, run_worker=not args.no_worker)
+    app = create_app(
+        settings, database_url=url, run_worker=not args.no_worker, on_refusal=_refuse_at_start
+    )
     log.info("guestkey.serve", host=args.host, port=args.port, sandbox=settings.sandbox)
     run_server(app, host=args.host, port=args.port)
 
@@ -65,8 +93,11 @@ def worker(args: argparse.Namespace) -> None:
     from app.worker.app import run_supervised_worker
 
     settings = _settings()
+    problems = settings.startup_problems()
+    if problems:
+        _refuse("; ".join(problems))
     if settings.in_process_fake_seam:
-        sys.exit(
+        _refuse(
             "guestkey worker: in sandbox mode the fake Seam lives inside `guestkey serve`; "
             "run `guestkey serve`, or point SEAM_ENDPOINT at `guestkey fake-seam`."
         )
@@ -88,7 +119,10 @@ def worker(args: argparse.Namespace) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await supervised
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except ConfigurationError as error:
+        _refuse(str(error))
 
 
 def migrate(_: argparse.Namespace) -> None:
@@ -100,6 +134,7 @@ def migrate(_: argparse.Namespace) -> None:
 
 def clients(args: argparse.Namespace) -> None:
     from app.clients import service
+    from app.crypto import build_cipher
     from app.db import create_engine, create_sessionmaker
     from app.errors import GuestkeyError
 
@@ -111,20 +146,41 @@ def clients(args: argparse.Namespace) -> None:
         try:
             async with create_sessionmaker(engine)() as session:
                 if args.clients_command == "create":
-                    client, key = await service.create_client(session, name=args.name)
+                    callback_url = args.callback_url
+                    client, key, secret = await service.create_client(
+                        session,
+                        name=args.name,
+                        callback_url=callback_url,
+                        cipher=build_cipher(settings) if callback_url else None,
+                    )
                     await session.commit()
                     print(f"client {client.name} created; its API key (shown once):\n{key}")
+                    if secret:
+                        print(f"its callback signing secret (shown once):\n{secret}")
+                elif args.clients_command == "set-callback":
+                    secret = await service.set_callback(
+                        session,
+                        name=args.name,
+                        callback_url=args.url,
+                        cipher=build_cipher(settings),
+                    )
+                    await session.commit()
+                    print(f"client {args.name}: callbacks go to {args.url}")
+                    if secret:
+                        print(f"its callback signing secret (shown once):\n{secret}")
                 elif args.clients_command == "revoke":
-                    await service.revoke_client(session, name=args.name)
+                    await service.revoke_client(
+                        session, name=args.name, env_clients=set(settings.env_api_keys.values())
+                    )
                     await session.commit()
                     print(f"client {args.name} revoked")
                 else:
                     for client in await service.list_clients(session):
                         state = "revoked" if client.revoked_at else "active"
                         print(f"{client.name}\t{state}\t{client.created_at.isoformat()}")
-        except GuestkeyError as error:
-            print(f"guestkey: {error.message}", file=sys.stderr)
-            return 1
+        except (GuestkeyError, ValueError) as error:
+            print(f"guestkey: {getattr(error, 'message', error)}", file=sys.stderr)
+            return CONFIGURATION_EXIT_STATUS
         finally:
             await engine.dispose()
         return 0
@@ -198,22 +254,38 @@ def fake_seam(args: argparse.Namespace) -> None:
 def reencrypt(_: argparse.Namespace) -> None:
     from app.crypto import build_cipher
     from app.db import create_engine, create_sessionmaker
-    from app.reservations.service import reencrypt_codes
+    from app.installation.service import Reencrypted
+    from app.installation.service import reencrypt as reencrypt_all
 
     settings = _settings()
     url = _database_url(settings)
     cipher = build_cipher(settings)
 
-    async def run() -> int:
+    async def run() -> Reencrypted:
         engine = create_engine(url, pool_size=1)
         try:
             async with create_sessionmaker(engine)() as session:
-                return await reencrypt_codes(session, cipher=cipher)
+                return await reencrypt_all(session, cipher=cipher)
         finally:
             await engine.dispose()
 
-    count = asyncio.run(run())
-    print(f"re-encrypted {count} code(s) under the first key of GUESTKEY_ENCRYPTION_KEY")
+    result = asyncio.run(run())
+    print(f"re-encrypted {result.rotated} secret(s) under the first key of GUESTKEY_ENCRYPTION_KEY")
+    if result.complete:
+        return
+    if result.unreadable:
+        print(
+            f"guestkey: {result.unreadable} secret(s) open with none of the keys of "
+            "GUESTKEY_ENCRYPTION_KEY: put back the key they were encrypted with",
+            file=sys.stderr,
+        )
+    if result.remaining:
+        print(
+            f"guestkey: {result.remaining} secret(s) were still written under an older key "
+            "during the run: run it again once every process has the new key",
+            file=sys.stderr,
+        )
+    sys.exit(1)
 
 
 def keygen(_: argparse.Namespace) -> None:
@@ -231,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.add_argument("--no-worker", action="store_true", help="API only (replicas)")
     serve_parser.add_argument("--concurrency", type=int, default=0, help="in-process worker jobs")
+    serve_parser.add_argument(
+        "--sandbox", action="store_true", help="the built-in fake Seam (as GUESTKEY_SANDBOX=true)"
+    )
     serve_parser.set_defaults(handler=serve)
 
     worker_parser = commands.add_parser("worker", help="run a job worker")
@@ -243,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     clients_commands = clients_parser.add_subparsers(dest="clients_command", required=True)
     create_parser = clients_commands.add_parser("create", help="create a client; prints its key")
     create_parser.add_argument("name")
+    create_parser.add_argument("--callback-url", default=None, help="where its callbacks go")
+    callback_parser = clients_commands.add_parser(
+        "set-callback", help="send a client's callbacks to URL (signed with its own secret)"
+    )
+    callback_parser.add_argument("name")
+    callback_parser.add_argument("url")
     revoke_parser = clients_commands.add_parser("revoke", help="revoke a client and its keys")
     revoke_parser.add_argument("name")
     clients_commands.add_parser("list", help="list clients")
