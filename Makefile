@@ -22,9 +22,10 @@ install: $(SYNCED)  ## install uv and the locked dependencies into .venv
 
 HOST ?= 127.0.0.1
 PORT ?= 8000
+GUESTKEY_SANDBOX ?= true
 
-run: install  ## start guestkey on HOST:PORT (sandbox mode unless SEAM_API_KEY is set)
-	$(VENV)/bin/guestkey serve --host $(HOST) --port $(PORT)
+run: install  ## start guestkey on HOST:PORT in sandbox mode (GUESTKEY_SANDBOX=false for a real Seam)
+	GUESTKEY_SANDBOX=$(GUESTKEY_SANDBOX) $(VENV)/bin/guestkey serve --host $(HOST) --port $(PORT)
 
 browser:  ## Chromium and chromedriver from Debian's packages, for the console's browser tests
 	bash scripts/ensure-browser.sh

@@ -6,9 +6,10 @@ from __future__ import annotations
 # Only the standard library at module level: `guestkey --help` must answer at once, so every
 # command imports what it needs when it runs.
 import argparse
+import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from app.startup import EXIT_STARTUP, StartupError, load_settings
 
@@ -22,12 +23,24 @@ def _log() -> Any:
     return structlog.get_logger("app.cli")
 
 
+def _refuse(problem: str) -> NoReturn:
+    """One line naming what to fix, no traceback: a configuration error, not a bug."""
+    raise StartupError(problem)
+
+
 def _settings() -> Settings:
     from app.logs import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     return settings
+
+
+def _refuse_at_start(problem: str) -> None:
+    """From inside the server's start: one line, exit status 2, before uvicorn can add a
+    traceback (nothing is open any more: the runtime closed what it had opened)."""
+    print(f"guestkey: {problem}", file=sys.stderr, flush=True)
+    os._exit(EXIT_STARTUP)
 
 
 def _database_url(settings: Settings) -> str:
@@ -55,6 +68,8 @@ def serve(args: argparse.Namespace) -> None:
     # the process without its exit handlers, leaving the embedded PostgreSQL running.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = _settings()
+    if args.sandbox:
+        settings.sandbox = True
     check_secrets(settings)
     check_seam_api_key(settings)
     check_port_free(args.host, args.port)
@@ -70,7 +85,9 @@ def serve(args: argparse.Namespace) -> None:
     upgrade_to_head(url)
     if args.concurrency:
         settings.guestkey_worker_concurrency = args.concurrency
-    app = create_app(settings, database_url=url, run_worker=not args.no_worker)
+    app = create_app(
+        settings, database_url=url, run_worker=not args.no_worker, on_refusal=_refuse_at_start
+    )
     _log().info("guestkey.serve", **serve_summary(settings, host=args.host, port=args.port))
     run_server(app, host=args.host, port=args.port)
     data_dir_lock.release()
@@ -155,7 +172,12 @@ def worker(args: argparse.Namespace) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await supervised
 
-    asyncio.run(run())
+    from app.config import ConfigurationError
+
+    try:
+        asyncio.run(run())
+    except ConfigurationError as error:
+        _refuse(str(error))
 
 
 def migrate(_: argparse.Namespace) -> None:
@@ -169,6 +191,7 @@ def clients(args: argparse.Namespace) -> None:
     import asyncio
 
     from app.clients import service
+    from app.crypto import build_cipher
     from app.db import create_engine, create_sessionmaker
     from app.errors import GuestkeyError
 
@@ -180,20 +203,41 @@ def clients(args: argparse.Namespace) -> None:
         try:
             async with create_sessionmaker(engine)() as session:
                 if args.clients_command == "create":
-                    client, key = await service.create_client(session, name=args.name)
+                    callback_url = args.callback_url
+                    client, key, secret = await service.create_client(
+                        session,
+                        name=args.name,
+                        callback_url=callback_url,
+                        cipher=build_cipher(settings) if callback_url else None,
+                    )
                     await session.commit()
                     print(f"client {client.name} created; its API key (shown once):\n{key}")
+                    if secret:
+                        print(f"its callback signing secret (shown once):\n{secret}")
+                elif args.clients_command == "set-callback":
+                    secret = await service.set_callback(
+                        session,
+                        name=args.name,
+                        callback_url=args.url,
+                        cipher=build_cipher(settings),
+                    )
+                    await session.commit()
+                    print(f"client {args.name}: callbacks go to {args.url}")
+                    if secret:
+                        print(f"its callback signing secret (shown once):\n{secret}")
                 elif args.clients_command == "revoke":
-                    await service.revoke_client(session, name=args.name)
+                    await service.revoke_client(
+                        session, name=args.name, env_clients=set(settings.env_api_keys.values())
+                    )
                     await session.commit()
                     print(f"client {args.name} revoked")
                 else:
                     for client in await service.list_clients(session):
                         state = "revoked" if client.revoked_at else "active"
                         print(f"{client.name}\t{state}\t{client.created_at.isoformat()}")
-        except GuestkeyError as error:
-            print(f"guestkey: {error.message}", file=sys.stderr)
-            return 1
+        except (GuestkeyError, ValueError) as error:
+            print(f"guestkey: {getattr(error, 'message', error)}", file=sys.stderr)
+            return EXIT_STARTUP
         finally:
             await engine.dispose()
         return 0
@@ -341,7 +385,8 @@ def reencrypt(_: argparse.Namespace) -> None:
 
     from app.crypto import build_cipher
     from app.db import create_engine, create_sessionmaker
-    from app.reservations.service import reencrypt_codes
+    from app.installation.service import Reencrypted
+    from app.installation.service import reencrypt as reencrypt_all
     from app.startup import check_encryption_keys
 
     settings = _settings()
@@ -349,16 +394,31 @@ def reencrypt(_: argparse.Namespace) -> None:
     cipher = build_cipher(settings)
     url = _database_url(settings)
 
-    async def run() -> int:
+    async def run() -> Reencrypted:
         engine = create_engine(url, pool_size=1)
         try:
             async with create_sessionmaker(engine)() as session:
-                return await reencrypt_codes(session, cipher=cipher)
+                return await reencrypt_all(session, cipher=cipher)
         finally:
             await engine.dispose()
 
-    count = asyncio.run(run())
-    print(f"re-encrypted {count} code(s) under the first key of GUESTKEY_ENCRYPTION_KEY")
+    result = asyncio.run(run())
+    print(f"re-encrypted {result.rotated} secret(s) under the first key of GUESTKEY_ENCRYPTION_KEY")
+    if result.complete:
+        return
+    if result.unreadable:
+        print(
+            f"guestkey: {result.unreadable} secret(s) open with none of the keys of "
+            "GUESTKEY_ENCRYPTION_KEY: put back the key they were encrypted with",
+            file=sys.stderr,
+        )
+    if result.remaining:
+        print(
+            f"guestkey: {result.remaining} secret(s) were still written under an older key "
+            "during the run: run it again once every process has the new key",
+            file=sys.stderr,
+        )
+    sys.exit(1)
 
 
 def keygen(_: argparse.Namespace) -> None:
@@ -421,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="jobs the in-process worker runs at once (default: GUESTKEY_WORKER_CONCURRENCY)",
     )
+    serve_parser.add_argument(
+        "--sandbox", action="store_true", help="the built-in fake Seam (as GUESTKEY_SANDBOX=true)"
+    )
     serve_parser.set_defaults(handler=serve)
 
     worker_parser = command("worker", "run a job worker")
@@ -440,6 +503,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create_parser = clients_commands.add_parser("create", help="create a client; prints its key")
     create_parser.add_argument("name")
+    create_parser.add_argument("--callback-url", default=None, help="where its callbacks go")
+    callback_parser = clients_commands.add_parser(
+        "set-callback", help="send a client's callbacks to URL (signed with its own secret)"
+    )
+    callback_parser.add_argument("name")
+    callback_parser.add_argument("url")
     revoke_parser = clients_commands.add_parser("revoke", help="revoke a client and its keys")
     revoke_parser.add_argument("name")
     clients_commands.add_parser("list", help="list clients")

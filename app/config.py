@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +23,10 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+class ConfigurationError(Exception):
+    """guestkey cannot start as configured; the message names what to change."""
+
+
 def parse_duration(value: str | int | float | timedelta) -> timedelta:
     """`48h`, `30m`, `2d`, `90` (seconds) or a timedelta."""
     if isinstance(value, timedelta):
@@ -32,6 +38,49 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
         raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 30m, 48h, 7d)")
     amount, unit = match.groups()
     return timedelta(seconds=float(amount) * _DURATION_UNITS[unit or "s"])
+
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+PRODUCTION_SECRETS = ("SEAM_API_KEY", "SEAM_WEBHOOK_SECRET", "GUESTKEY_ENCRYPTION_KEY")
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
+
+
+def is_local_host(host: str | None) -> bool:
+    return (host or "").strip("[]").lower() in LOCAL_HOSTS
+
+
+def insecure_url_problem(name: str, url: str) -> str | None:
+    """HTTPS, or plain HTTP to this machine only: a URL that carries keys, codes or guests'
+    details never crosses a network in clear."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and is_local_host(parts.hostname):
+        return None
+    return f"{name} must be an https:// URL (plain http only to localhost)"
+
+
+@dataclass(frozen=True)
+class Rate:
+    """`3/1h`: at most `count` within `window`."""
+
+    count: int
+    window: timedelta
+
+    @classmethod
+    def parse(cls, value: object) -> Rate:
+        if isinstance(value, Rate):
+            return value
+        match = _RATE.match(str(value))
+        if match is None:
+            raise ValueError(f"not a rate: {value!r} (use e.g. 3/1h, 600/1h)")
+        window = parse_duration(match.group(2))
+        if window <= timedelta(0):
+            raise ValueError(f"not a rate: {value!r} (the window must be positive)")
+        return cls(int(match.group(1)), window)
+
+    def __str__(self) -> str:
+        return f"{self.count}/{int(self.window.total_seconds())}s"
 
 
 def split_secrets(value: SecretStr | None) -> list[str]:
@@ -48,6 +97,12 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=200)
     data_dir: Path = Field(default=Path(".guestkey"), alias="GUESTKEY_DATA_DIR")
 
+    # DESIGN.md §9.1: sandbox mode (the fake Seam, the published API key) only when asked for.
+    sandbox: bool = Field(default=False, alias="GUESTKEY_SANDBOX")
+    # A database remembers the Seam workspace it was used with; these accept another one, or
+    # the fake Seam outside sandbox mode (tests, the compose sandbox), knowingly.
+    allow_workspace_change: bool = Field(default=False, alias="GUESTKEY_ALLOW_WORKSPACE_CHANGE")
+    allow_fake_seam: bool = Field(default=False, alias="GUESTKEY_ALLOW_FAKE_SEAM")
     seam_api_key: SecretStr | None = None
     seam_endpoint: str = DEFAULT_SEAM_ENDPOINT
     seam_webhook_secret: SecretStr | None = None
@@ -69,6 +124,9 @@ class Settings(BaseSettings):
     guestkey_support_contact: str | None = None
     # The public base URL (https://HOST): `guestkey doctor` checks HOST/webhooks/seam.
     public_url: str | None = Field(default=None, alias="GUESTKEY_PUBLIC_URL")
+    guestkey_resend_limit: Rate = Rate(3, timedelta(hours=1))
+    guestkey_seam_change_limit: Rate = Rate(600, timedelta(hours=1))
+    guestkey_metrics_token: SecretStr | None = None
 
     smtp_host: str | None = None
     smtp_port: int | None = None
@@ -101,7 +159,19 @@ class Settings(BaseSettings):
             return timedelta(0)
         return parse_duration(value)  # type: ignore[arg-type]
 
-    @field_validator("database_url", "smtp_host", "guestkey_callback_url", mode="before")
+    @field_validator("guestkey_resend_limit", "guestkey_seam_change_limit", mode="before")
+    @classmethod
+    def _parse_rate(cls, value: object) -> Rate:
+        return Rate.parse(value)
+
+    @field_validator(
+        "database_url",
+        "smtp_host",
+        "guestkey_callback_url",
+        "seam_api_key",
+        "guestkey_metrics_token",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -116,6 +186,7 @@ class Settings(BaseSettings):
         return [
             name
             for name, value in (
+                ("SEAM_API_KEY", self.seam_api_key),
                 ("SEAM_WEBHOOK_SECRET", self.seam_webhook_secret),
                 ("GUESTKEY_ENCRYPTION_KEY", self.guestkey_encryption_key),
             )
@@ -130,10 +201,41 @@ class Settings(BaseSettings):
             )
         return self
 
+    def startup_problems(self) -> list[str]:
+        """What stops `serve` and `worker` from starting, each naming the variable to fix."""
+        problems: list[str] = []
+        if self.sandbox:
+            if self.seam_api_key is not None:
+                problems.append(
+                    "GUESTKEY_SANDBOX is set together with SEAM_API_KEY: unset one of them "
+                    "(sandbox mode never talks to a real Seam workspace)"
+                )
+            return problems
+        if missing := self.missing_secrets:
+            problems.append(
+                f"missing {', '.join(missing)} (or set GUESTKEY_SANDBOX=true to try guestkey "
+                "against its fake Seam)"
+            )
+        env_keys = [pair.partition(":")[2] for pair in split_secrets(self.guestkey_api_keys)]
+        if SANDBOX_API_KEY in env_keys:
+            problems.append(f"GUESTKEY_API_KEYS holds the public sandbox key {SANDBOX_API_KEY}")
+        urls = {"SEAM_ENDPOINT": self.seam_endpoint, "GUESTKEY_CALLBACK_URL": None}
+        urls["GUESTKEY_CALLBACK_URL"] = self.guestkey_callback_url
+        if self.sms_provider == "twilio":
+            urls["TWILIO_ENDPOINT"] = self.twilio_endpoint
+        if self.allow_fake_seam:
+            del urls["SEAM_ENDPOINT"]  # a fake Seam on a private network, asked for by name
+        for name, url in urls.items():
+            problem = insecure_url_problem(name, url) if url else None
+            if problem:
+                problems.append(problem)
+        return problems
+
     @property
-    def sandbox(self) -> bool:
-        """No Seam API key: guestkey talks to the fake Seam it ships."""
-        return self.seam_api_key is None or not self.seam_api_key.get_secret_value()
+    def smtp_in_clear(self) -> bool:
+        """Mail (codes, guests' addresses) to another machine without TLS."""
+        in_clear = self.smtp_tls == "none"
+        return bool(self.smtp_host) and in_clear and not is_local_host(self.smtp_host)
 
     @property
     def in_process_fake_seam(self) -> bool:

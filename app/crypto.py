@@ -23,7 +23,9 @@ class CodeCipher:
         if not keys:
             raise ValueError("at least one encryption key is required")
         try:
-            self._fernet = MultiFernet([Fernet(key.encode()) for key in keys])
+            fernets = [Fernet(key.encode()) for key in keys]
+            self._first = fernets[0]
+            self._fernet = MultiFernet(fernets)
         except ValueError as error:
             raise ValueError(
                 "GUESTKEY_ENCRYPTION_KEY must be Fernet keys (32 url-safe base64 bytes), "
@@ -39,6 +41,14 @@ class CodeCipher:
     def rotate(self, ciphertext: bytes) -> bytes:
         """Re-encrypt under the first key (no-op in meaning, new token)."""
         return self._fernet.rotate(ciphertext)
+
+    def is_current(self, ciphertext: bytes) -> bool:
+        """Encrypted under the first key (what `reencrypt` leaves every token under)."""
+        try:
+            self._first.decrypt(ciphertext)
+        except InvalidToken:
+            return False
+        return True
 
 
 def sandbox_key(data_dir: Path) -> str:

@@ -29,6 +29,9 @@ class GuestkeyError(Exception):
         self.message = message
         self.details = details
 
+    def response_headers(self) -> dict[str, str]:
+        return self.headers
+
 
 class NotFound(GuestkeyError):
     status_code = 404
@@ -52,6 +55,28 @@ class Unauthorized(GuestkeyError):
     status_code = 401
     code = "unauthorized"
     headers = {"WWW-Authenticate": "Bearer"}
+
+
+class TooManyRequests(GuestkeyError):
+    """A limit was reached; `Retry-After` says when the next request fits."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = max(1, int(retry_after_seconds + 0.999))
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class ResendLimitReached(TooManyRequests):
+    code = "resend_limit_reached"
+
+
+class SeamChangeLimitReached(TooManyRequests):
+    code = "seam_change_limit_reached"
 
 
 class InvalidInput(GuestkeyError):
@@ -83,7 +108,7 @@ def install_error_handlers(app: FastAPI) -> None:
         body: dict[str, Any] = {"detail": error.message, "code": error.code}
         if error.details:
             body.update(error.details)
-        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+        return JSONResponse(body, status_code=error.status_code, headers=error.response_headers())
 
     async def render_http(_: Request, error: Exception) -> JSONResponse:
         # FastAPI's and Starlette's own errors (unreadable body, unknown route, wrong method),
@@ -143,4 +168,5 @@ HTTP_ERROR_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "body_too_large",
+    429: "rate_limited",
 }

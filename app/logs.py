@@ -9,6 +9,7 @@ they hold a secret — a guard, not a licence: code paths never log PIN codes or
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -23,6 +24,34 @@ _SECRET_FIELDS = frozenset(
 def _mask_secrets(_: Any, __: str, event_dict: EventDict) -> EventDict:
     for field in _SECRET_FIELDS.intersection(event_dict):
         event_dict[field] = "***"
+    return event_dict
+
+
+# Guests' addresses appear in logs only masked (DESIGN.md §9.8): `a***@example.com`,
+# `+1******0100` — enough to tell messages apart, not to write to anyone.
+_EMAIL = re.compile(r"([A-Za-z0-9._%+'-])[A-Za-z0-9._%+'-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+_PHONE = re.compile(r"\+\d{7,15}\b")
+
+
+def mask_address(text: str) -> str:
+    """Every email address and E.164 number in `text`, masked."""
+    text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
+    return _PHONE.sub(lambda m: m.group()[:2] + "*" * (len(m.group()) - 6) + m.group()[-4:], text)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_address(value) if ("@" in value or "+" in value) else value
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_masked(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    return value
+
+
+def _mask_addresses(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    for key, value in event_dict.items():
+        event_dict[key] = _masked(value)
     return event_dict
 
 
@@ -63,6 +92,7 @@ def configure_logging(level: str = "info", fmt: str | None = "json") -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            _mask_addresses,  # last, so tracebacks and other libraries' lines are masked too
             renderer,
         ],
     )

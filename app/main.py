@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 from fastapi import FastAPI
 
 from app import health
-from app.config import Settings
+from app.config import ConfigurationError, Settings
 from app.console.router import mount as mount_console
 from app.docs import install_docs
 from app.doors.router import router as doors_router
@@ -30,18 +30,28 @@ def create_app(
     *,
     database_url: str | None = None,
     run_worker: bool = True,
+    on_refusal: Callable[[str], None] | None = None,
 ) -> FastAPI:
+    """`on_refusal` hears why guestkey cannot start as configured (`guestkey serve` exits)."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         concurrency = settings.guestkey_worker_concurrency if run_worker else 0
-        async with open_runtime(
-            settings,
-            database_url=database_url,
-            webhook_target=app,
-            worker_concurrency=concurrency,
-        ) as runtime:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                runtime = await stack.enter_async_context(
+                    open_runtime(
+                        settings,
+                        database_url=database_url,
+                        webhook_target=app,
+                        worker_concurrency=concurrency,
+                    )
+                )
+            except ConfigurationError as error:
+                if on_refusal is not None:
+                    on_refusal(str(error))
+                raise
             app.state.runtime = runtime
             worker = None
             if run_worker:

@@ -25,3 +25,10 @@ DELIVERIES = Counter(
 RESERVATIONS = Gauge(
     "guestkey_reservations", "Reservations by status (read from the database at scrape)", ["status"]
 )
+GRANTS_MISSING = Counter(
+    "guestkey_seam_grants_missing_total",
+    "Deletes of a grant guestkey made that Seam did not know (alert on any)",
+)
+RATE_LIMITED = Counter(
+    "guestkey_rate_limited_total", "Requests refused with 429, by limit", ["limit"]
+)

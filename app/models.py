@@ -1,10 +1,11 @@
 """Every table, imported in one place for Alembic and the schema test."""
 
-from app.clients.models import ApiClient, ApiKey
+from app.clients.models import ApiClient, ApiKey, SeamChangeBudget
 from app.console.models import AuditEntry, Operator, OperatorLoginAttempt, OperatorSession
 from app.db import Base
 from app.delivery.models import Delivery
 from app.doors.models import Door
+from app.installation.models import Installation
 from app.reconciler.models import ReconcilerCursor
 from app.reservations.models import AccessMethod, Reservation, ReservationDoor, ReservationEvent
 from app.webhooks.models import SeamWebhook
@@ -17,6 +18,7 @@ __all__ = [
     "Base",
     "Delivery",
     "Door",
+    "Installation",
     "Operator",
     "OperatorLoginAttempt",
     "OperatorSession",
@@ -24,5 +26,6 @@ __all__ = [
     "Reservation",
     "ReservationDoor",
     "ReservationEvent",
+    "SeamChangeBudget",
     "SeamWebhook",
 ]

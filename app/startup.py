@@ -44,12 +44,10 @@ def load_settings() -> Settings:
 
 
 def check_secrets(settings: Settings) -> None:
-    """Outside sandbox mode, serving needs the webhook secret and the encryption key."""
-    if missing := settings.missing_secrets:
-        raise StartupError(
-            f"{', '.join(missing)} must be set when SEAM_API_KEY is set "
-            "(see the go-live guide: docs/GO-LIVE.md)"
-        )
+    """Outside sandbox mode, serving needs Seam's key, the webhook secret and the encryption
+    key, over HTTPS; sandbox mode is asked for, and never with a Seam key (DESIGN.md §9.1)."""
+    if problems := settings.startup_problems():
+        raise StartupError(*problems)
 
 
 def seam_api_key_problem(settings: Settings) -> str | None:

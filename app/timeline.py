@@ -26,6 +26,7 @@ class TimelineKind(enum.StrEnum):
     GRANT_CREATED = "grant_created"
     GRANT_REPLACED = "grant_replaced"
     GRANT_DELETED = "grant_deleted"
+    GRANT_MISSING = "grant_missing"  # one guestkey made that Seam does not know: an error
     TIMES_CHANGED = "times_changed"
     TIMES_CHANGED_AT_SEAM = "times_changed_at_seam"
     FAILED = "failed"

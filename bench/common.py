@@ -189,6 +189,7 @@ def guestkey_env(url: str, *, seam_url: str, smtp_port: int | None = None) -> di
     env = {
         "DATABASE_URL": url,
         "SEAM_API_KEY": "seam_x",
+        "GUESTKEY_ALLOW_FAKE_SEAM": "true",
         "SEAM_ENDPOINT": seam_url,
         "SEAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "GUESTKEY_ENCRYPTION_KEY": Fernet.generate_key().decode(),

@@ -99,6 +99,7 @@ def clean_database(database_url: str) -> str:
 
 def make_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
+        "GUESTKEY_SANDBOX": True,  # the in-process fake Seam, unless a test says otherwise
         "guestkey_api_keys": ",".join(f"{client}:{key}" for client, key in API_KEYS.items()),
         "GUESTKEY_LOG_FORMAT": "console",
     }
@@ -154,6 +155,8 @@ async def app(clean_database: str, settings_overrides: dict[str, Any]) -> AsyncI
         make_settings(**settings_overrides), database_url=clean_database, run_worker=False
     )
     async with application.router.lifespan_context(application):
+        # Tests count the Seam calls they cause: not the start's workspace check.
+        application.state.runtime.fake_seam.state.calls.clear()
         yield application
 
 

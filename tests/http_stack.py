@@ -63,6 +63,8 @@ async def app(
     fake, seam_url = fake_seam_server
     settings = make_settings(
         **settings_overrides,
+        GUESTKEY_SANDBOX=False,
+        GUESTKEY_ALLOW_FAKE_SEAM=True,
         seam_api_key="seam_test_key",
         seam_endpoint=seam_url,
         guestkey_encryption_key=Fernet.generate_key().decode(),
@@ -71,6 +73,7 @@ async def app(
     async with serving(application) as guestkey_url:
         runtime: Runtime = application.state.runtime
         runtime.fake_seam = fake  # so settle() waits for the fake's webhooks too
+        fake.state.calls.clear()  # the start's workspace check is not the test's
         async with httpx.AsyncClient() as http:
             response = await http.post(
                 f"{seam_url}/_fake/webhooks",

@@ -27,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+SANDBOX_ENV_FILE = REPO_ROOT / "compose.sandbox.env"
 GUESTKEY = Path(sys.executable).with_name("guestkey")
 GUESTKEY_IMAGE = "guestkey:latest"
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -214,12 +215,14 @@ def test_compose_api_is_a_replica_without_an_in_process_worker() -> None:
 def test_fake_seam_runs_only_in_the_sandbox_profile_and_posts_to_the_api() -> None:
     assert services()["fake-seam"]["profiles"] == ["sandbox"]
     others = {name for name, service in services().items() if "profiles" in service}
-    assert others == {"fake-seam"}
+    assert others == {"fake-seam", "mailpit"}
     args = build_parser().parse_args([str(part) for part in services()["fake-seam"]["command"]])
     assert args.host == "0.0.0.0"
     assert args.webhook_url == "http://api:8000/webhooks/seam"
     environment = services()["api"]["environment"]
-    assert interpolate(environment["SEAM_ENDPOINT"], {}) == f"http://fake-seam:{args.port}"
+    assert (
+        interpolate(environment["SEAM_ENDPOINT"], sandbox_env()) == f"http://fake-seam:{args.port}"
+    )
 
 
 def test_compose_env_var_names_are_known_to_guestkey() -> None:
@@ -234,35 +237,124 @@ def test_compose_env_var_names_are_known_to_guestkey() -> None:
         assert variable.upper() in known or variable.startswith("POSTGRES_"), variable
 
 
-def test_sandbox_defaults_give_a_working_multi_process_configuration(
+def test_the_sandbox_env_file_gives_a_working_multi_process_configuration(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """`docker compose --profile sandbox up` with no host variables: settings valid, a real
-    Seam endpoint (the fake-seam service), so that separate worker containers are allowed."""
+    """`docker compose --env-file compose.sandbox.env up`: the sandbox profile on, settings
+    valid against the fake-seam service (a real endpoint, so separate worker containers work),
+    and nothing that stops the start."""
+    values = sandbox_env()
+    assert values["COMPOSE_PROFILES"] == "sandbox"
     environment = {
-        key: interpolate(str(value), {})
+        key: interpolate(str(value), values)
         for key, value in services()["worker"]["environment"].items()
     }
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
     settings = Settings()
+    assert settings.startup_problems() == []
+    assert not settings.sandbox and settings.allow_fake_seam
     assert not settings.in_process_fake_seam
     assert settings.seam_endpoint == "http://fake-seam:8090"
-    assert settings.database_url == "postgresql://guestkey:guestkey@postgres:5432/guestkey"
+    assert settings.database_url == (
+        "postgresql://guestkey:guestkey-sandbox@postgres:5432/guestkey"
+    )
     assert settings.smtp_host == "mailpit"
     assert settings.smtp_port == 1025
     assert settings.env_api_keys
-    build_cipher(settings)  # the default Fernet key is a valid one
-    WebhookVerifier(settings.webhook_secrets)  # and the default whsec_ secret decodes
+    build_cipher(settings)  # the sandbox's Fernet key is a valid one
+    WebhookVerifier(settings.webhook_secrets)  # and its whsec_ secret decodes
     # Every guestkey container reads the same settings (one anchor).
     for name, service in guestkey_services().items():
         assert service["environment"] == services()["worker"]["environment"], name
 
 
-def test_compose_warns_that_its_defaults_are_for_the_sandbox_only() -> None:
+# --- docker-compose.yml cannot run production on public values (DESIGN.md §9.1) ------------
+
+COMPOSE_SECRETS = (
+    "SEAM_API_KEY",
+    "SEAM_WEBHOOK_SECRET",
+    "GUESTKEY_ENCRYPTION_KEY",
+    "POSTGRES_PASSWORD",
+)
+SECRET_WORDS = ("KEY", "SECRET", "PASSWORD", "TOKEN")
+PRODUCTION_SECRETS = {
+    "SEAM_API_KEY": "seam_live_0123456789",
+    "SEAM_WEBHOOK_SECRET": "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=",
+    "GUESTKEY_ENCRYPTION_KEY": "6xuW3m1dPUmCckCvs6H0f0ck3b2xVMCtE7w3VZC9q1U=",
+    "POSTGRES_PASSWORD": "a-long-random-password",
+}
+
+
+def sandbox_env() -> dict[str, str]:
+    """compose.sandbox.env as `docker compose --env-file` reads it."""
+    values: dict[str, str] = {}
+    for line in SANDBOX_ENV_FILE.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def test_every_secret_of_the_base_file_is_required_and_has_no_default() -> None:
+    text = COMPOSE_FILE.read_text()
+    uses = [(name, operator, argument) for name, operator, argument in INTERPOLATION.findall(text)]
+    for secret in COMPOSE_SECRETS:
+        operators = {operator for name, operator, _ in uses if name == secret}
+        assert operators == {":?"}, f"{secret} is not always ${{{secret}:?…}}: {operators}"
+    # Any other secret-like variable may be left empty, never given a value.
+    for name, operator, argument in uses:
+        if any(word in name.removeprefix("GUESTKEY_") for word in SECRET_WORDS):
+            assert operator == ":?" or argument == "", f"{name} defaults to {argument!r}"
+
+
+@pytest.mark.parametrize("missing", COMPOSE_SECRETS)
+def test_compose_refuses_to_start_when_a_secret_is_unset(missing: str) -> None:
+    environ = {name: value for name, value in PRODUCTION_SECRETS.items() if name != missing}
+    with pytest.raises(LookupError, match=missing):
+        for service in ("postgres", "api", "worker", "migrate"):
+            for value in services()[service]["environment"].values():
+                interpolate(str(value), environ)
+
+
+def test_production_values_start_against_seam_over_https(monkeypatch: pytest.MonkeyPatch) -> None:
+    environment = {
+        key: interpolate(str(value), PRODUCTION_SECRETS)
+        for key, value in services()["api"]["environment"].items()
+    }
+    assert environment["SEAM_ENDPOINT"] == "https://connect.getseam.com"
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.startup_problems() == []
+    assert not settings.sandbox and not settings.allow_fake_seam
+    assert settings.smtp_host is None  # no mail server configured: nothing goes to Mailpit
+    assert settings.env_api_keys == {}  # no public API key
+
+
+def test_sandbox_values_live_only_in_the_sandbox_env_file() -> None:
+    text = COMPOSE_FILE.read_text()
+    for name, value in sandbox_env().items():
+        if name in COMPOSE_SECRETS or name == "GUESTKEY_API_KEYS":
+            assert value not in text, f"{name}'s sandbox value is in docker-compose.yml"
+    assert "fake-seam:8090" not in str(services()["api"]["environment"])
+
+
+def test_mailpit_and_the_fake_seam_run_only_in_the_sandbox_and_only_on_loopback() -> None:
+    for name in ("mailpit", "fake-seam"):
+        service = services()[name]
+        assert service["profiles"] == ["sandbox"], name
+        for port in service["ports"]:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+    # The worker may wait for Mailpit only when the sandbox runs it.
+    assert services()["worker"]["depends_on"]["mailpit"]["required"] is False
+
+
+def test_compose_explains_where_secrets_and_the_sandbox_come_from() -> None:
     header = COMPOSE_FILE.read_text().split("services:")[0]
-    assert "SANDBOX ONLY" in header
+    assert "compose.sandbox.env" in header
     assert "https://connect.getseam.com" in header
+    assert "PUBLIC VALUES" in SANDBOX_ENV_FILE.read_text()
 
 
 def test_every_guestkey_service_uses_the_built_image() -> None:

@@ -16,9 +16,9 @@ from sqlalchemy import select, text
 
 from app.crypto import CodeCipher, InvalidToken
 from app.db import create_engine, utcnow
+from app.installation.service import reencrypt
 from app.reconciler.flows import purge_expired
 from app.reservations.models import AccessMethod
-from app.reservations.service import reencrypt_codes
 from app.runtime import Runtime
 from app.webhooks.models import SeamWebhook
 from tests.conftest import settle
@@ -56,7 +56,7 @@ async def test_cli_clients_create_list_and_revoke(app: Any, clean_database: str)
         listed = cli(clean_database, "clients", "list")
         assert "acme-pms\tactive" in listed.stdout
         assert key not in listed.stdout  # shown once, at creation
-        assert cli(clean_database, "clients", "create", "acme-pms").returncode == 1  # exists
+        assert cli(clean_database, "clients", "create", "acme-pms").returncode == 2  # exists
         assert cli(clean_database, "clients", "revoke", "acme-pms").returncode == 0
         assert (await acme.get("/v1/reservations/a-1")).status_code == 401
     async with app.state.runtime.engine.connect() as connection:
@@ -83,7 +83,8 @@ async def test_codes_survive_a_key_rotation(client: httpx.AsyncClient, runtime: 
     old_key = (runtime.settings.data_dir / "encryption.key").read_text().strip()
     rotated = CodeCipher([new_key, old_key])
     async with runtime.sessionmaker() as session:
-        assert await reencrypt_codes(session, cipher=rotated) == 1
+        result = await reencrypt(session, cipher=rotated)
+    assert result.complete and result.rotated >= 1
     only_new = CodeCipher([new_key])
     async with runtime.sessionmaker() as session:
         ciphertext = await session.scalar(select(AccessMethod.code_ciphertext))

@@ -1,9 +1,11 @@
 """Telling the booking system what happened, as signed Standard Webhooks.
 
-When `GUESTKEY_CALLBACK_URL` is set, each notable change of a reservation is enqueued — in the
-same transaction as the change — as a durable job that POSTs
-`{"type": "reservation.issued", "timestamp": …, "data": {…}}` signed with `svix` under
-`GUESTKEY_CALLBACK_SECRET`, so any Svix / Standard Webhooks library verifies it. The message id
+Each notable change of a reservation is enqueued — in the same transaction as the change — as
+a durable job that POSTs `{"type": "reservation.issued", "timestamp": …, "data": {…,
+"client": NAME}}` signed with `svix`, so any Svix / Standard Webhooks library verifies it. It
+goes to the reservation's own client: to the callback URL of that client (`guestkey clients
+set-callback`), signed with that client's secret; a client without one uses
+`GUESTKEY_CALLBACK_URL` and `GUESTKEY_CALLBACK_SECRET` (deployments with one client). The message id
 (`webhook-id`) is stable across retries, so the receiver can deduplicate. Payloads carry the
 reservation's state, never the PIN code (the booking system reads it with GET when it needs it).
 """
@@ -13,8 +15,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.clients.models import ApiClient
 from app.db import utcnow
 from app.reservations.models import Reservation
 from app.worker.queue import defer
@@ -49,15 +53,24 @@ def payload(
 async def notify(
     session: AsyncSession, *, reservation: Reservation, event_type: str, enabled: bool
 ) -> None:
-    """Enqueue a callback (no-op when no callback URL is configured)."""
-    if not enabled:
-        return
+    """Enqueue a callback to the reservation's client (no-op when neither the client has a
+    callback URL nor `GUESTKEY_CALLBACK_URL` is set: `enabled`)."""
     assert event_type in EVENT_TYPES, event_type
+    client = (
+        await session.execute(
+            select(ApiClient.name, ApiClient.callback_url, ApiClient.revoked_at).where(
+                ApiClient.id == reservation.client_id
+            )
+        )
+    ).one()
+    if client.revoked_at is not None or not (client.callback_url or enabled):
+        return
     from app.callbacks.tasks import send_callback
 
     await defer(
         session,
         send_callback,
         message_id=f"msg_{uuid.uuid4().hex}",
-        body=payload(event_type, reservation),
+        body=payload(event_type, reservation, client.name),
+        client_id=str(reservation.client_id),
     )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ import procrastinate
 import structlog
 from svix.webhooks import Webhook
 
+from app.clients.models import ApiClient
 from app.config import split_secrets
 from app.worker.app import jobs, observed, runtime_of
 from app.worker.queue import Priority
@@ -24,12 +26,24 @@ class CallbackNotAccepted(RetryLater):
 @jobs.task(name="callbacks.send", pass_context=True, retry=CALLBACK_RETRY, priority=Priority.STAY)
 @observed("callbacks.send")
 async def send_callback(
-    context: procrastinate.JobContext, message_id: str, body: dict[str, Any]
+    context: procrastinate.JobContext,
+    message_id: str,
+    body: dict[str, Any],
+    client_id: str | None = None,
 ) -> None:
     """POST one signed event to the booking system; any non-2xx is retried with backoff."""
-    settings = runtime_of(context).settings
+    runtime = runtime_of(context)
+    settings = runtime.settings
     url = settings.guestkey_callback_url
     secrets = split_secrets(settings.guestkey_callback_secret)
+    if client_id is not None:
+        async with runtime.sessionmaker() as session:
+            client = await session.get(ApiClient, uuid.UUID(client_id))
+        if client is None or client.revoked_at is not None:
+            return  # a revoked client is told nothing more
+        if client.callback_url and client.callback_secret_ciphertext:
+            url = client.callback_url
+            secrets = [runtime.cipher.decrypt(client.callback_secret_ciphertext)]
     if not url or not secrets:
         return
     raw = json.dumps(body, separators=(",", ":"))

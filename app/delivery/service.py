@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import datetime, timedelta
 
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.delivery.models import Delivery, DeliveryStatus
+from app.installation.service import address_digest
 from app.reservations.models import AccessMethod, CodeState, Reservation
 from app.worker.queue import defer
 
@@ -31,8 +31,9 @@ def send_time(reservation: Reservation, *, lead: timedelta, now: datetime) -> da
     return max(now, reservation.starts_at - lead) if lead else now
 
 
-def _recipient_digest(recipient: str) -> str:
-    return hashlib.sha256(recipient.strip().lower().encode()).hexdigest()[:16]
+def _recipient_digest(session: AsyncSession, recipient: str) -> str:
+    """Keyed (DESIGN.md §9.8): the key is the runtime's, handed to every session it makes."""
+    return address_digest(session.info["address_key"], recipient)
 
 
 async def _code_was_sent(session: AsyncSession, method: AccessMethod) -> bool:
@@ -136,7 +137,7 @@ async def plan_deliveries(
                 kind=kind,
                 dedupe_key=(
                     f"{kind}:{method.access_method_id}:{distinct}:{channel}:"
-                    f"{_recipient_digest(recipient)}"
+                    f"{_recipient_digest(session, recipient)}"
                 ),
                 status=DeliveryStatus.SCHEDULED.value,
                 send_after=send_after,

@@ -25,6 +25,7 @@ codes `GUESTKEY_RETENTION` after a stay ended, inbox rows older than 30 days, fi
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -32,7 +33,7 @@ from typing import Any
 
 import structlog
 from procrastinate.exceptions import ConnectorException
-from sqlalchemy import delete, literal, select, update
+from sqlalchemy import Text, cast, delete, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,6 +42,7 @@ from app.doors.service import enqueue_refresh as enqueue_door_refresh
 from app.reconciler.models import ReconcilerCursor
 from app.reservations.models import Reservation, ReservationStatus
 from app.reservations.service import enqueue_sync, reservation_lock
+from app.retention.service import erase_at_seam_later, erase_outbox_files, guests_to_erase
 from app.runtime import Runtime
 from app.webhooks.events import ACTED_ON_EVENTS, DOOR_EVENTS, HANDLED_EVENTS, UNHANDLED
 from app.webhooks.models import InboxOutcome, SeamWebhook
@@ -346,6 +348,7 @@ FINISHED_JOBS_RETENTION_HOURS = 72
 async def purge_expired(runtime: Runtime, *, now: datetime | None = None) -> dict[str, int]:
     """Erase guests' contact details and codes after the retention period; prune the inbox
     and finished jobs. Each step is one statement, bounded by an indexed condition."""
+    from app.delivery.channels import outbox_directory
     from app.delivery.models import Delivery
     from app.reservations.models import AccessMethod, ReservationEvent
 
@@ -356,7 +359,19 @@ async def purge_expired(runtime: Runtime, *, now: datetime | None = None) -> dic
             Reservation.ends_at < cutoff, Reservation.purged_at.is_(None)
         )
         ids = list(await session.scalars(expired.limit(1000)))
+        recipients: set[str] = set()
         if ids:
+            # Copies outside these tables: outbox files, the grant and identity at Seam.
+            guests = await guests_to_erase(session, reservation_ids=ids)
+            await erase_at_seam_later(session, guests=guests, purged=ids)
+            recipients = set(
+                await session.scalars(
+                    select(Delivery.recipient).where(Delivery.reservation_id.in_(ids))
+                )
+            )
+            recipients |= {
+                address for guest in guests for address in (guest.email, guest.phone) if address
+            }
             await session.execute(
                 update(Reservation)
                 .where(Reservation.id.in_(ids))
@@ -370,7 +385,8 @@ async def purge_expired(runtime: Runtime, *, now: datetime | None = None) -> dic
             await session.execute(
                 update(Delivery)
                 .where(Delivery.reservation_id.in_(ids))
-                .values(recipient="(erased)")
+                # The dedupe key ends with the recipient's digest: unique without it.
+                .values(recipient="(erased)", dedupe_key="erased:" + cast(Delivery.id, Text))
             )
             await session.execute(
                 update(ReservationEvent)
@@ -383,9 +399,13 @@ async def purge_expired(runtime: Runtime, *, now: datetime | None = None) -> dic
             delete(SeamWebhook).where(SeamWebhook.received_at < now - INBOX_RETENTION)
         )
         await session.commit()
+    files = await asyncio.to_thread(
+        erase_outbox_files, outbox_directory(runtime.settings), recipients=recipients
+    )
     await jobs.job_manager.delete_old_jobs(nb_hours=FINISHED_JOBS_RETENTION_HOURS)
     counts = {
         "reservations_erased": len(ids),
+        "outbox_files_erased": files,
         "webhooks_pruned": int(pruned.rowcount),  # type: ignore[attr-defined]
     }
     if any(counts.values()):

@@ -23,11 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.callbacks.service import notify
 from app.db import utcnow
 from app.delivery.service import plan_for_issued_codes, reschedule_waiting
+from app.metrics import GRANTS_MISSING
 from app.reservations import codes, doors
 from app.reservations.models import (
     AccessMethod,
     CodeState,
     Reservation,
+    ReservationEvent,
     ReservationStatus,
     SeamIdentity,
 )
@@ -439,6 +441,8 @@ async def _revoke(runtime: Runtime, wanted: Wanted) -> None:
     if not grant_ids:
         return
     gone = [grant_id for grant_id in grant_ids if not await runtime.seam.delete_grant(grant_id)]
+    if gone:
+        await _grant_missing(runtime, wanted, gone[0])
     async with runtime.sessionmaker() as session:
         await _forget_grant(session, wanted)
         for grant_id in grant_ids:
@@ -448,9 +452,37 @@ async def _revoke(runtime: Runtime, wanted: Wanted) -> None:
                 kind=TimelineKind.GRANT_DELETED,
                 reason="reservation cancelled",
                 access_grant_id=grant_id,
-                already_gone=grant_id in gone,
             )
         await session.commit()
+
+
+async def _grant_missing(runtime: Runtime, wanted: Wanted, grant_id: str) -> None:
+    """A grant guestkey made that Seam does not know is not "already deleted": guestkey may be
+    talking to another workspace, or to a fake, while the guest's real grant still opens the
+    door. Recorded once, logged as an error, counted, and retried (DESIGN.md §9.1)."""
+    GRANTS_MISSING.inc()
+    log.error("reservations.grant_missing", reservation_id=str(wanted.id), access_grant_id=grant_id)
+    async with runtime.sessionmaker() as session:
+        recorded = await session.scalar(
+            select(ReservationEvent.id).where(
+                ReservationEvent.reservation_id == wanted.id,
+                ReservationEvent.kind == TimelineKind.GRANT_MISSING.value,
+            )
+        )
+        if recorded is None:
+            await record_event(
+                session,
+                reservation_id=wanted.id,
+                kind=TimelineKind.GRANT_MISSING,
+                reason="Seam does not know the grant guestkey made; the cancellation is retried",
+                access_grant_id=grant_id,
+            )
+            await session.commit()
+    raise TransientSeamError(
+        f"Seam has no access grant {grant_id}, which guestkey made: is SEAM_API_KEY the key of "
+        "the workspace the grant was made in?",
+        error_type="grant_missing",
+    )
 
 
 async def _forget_grant(session: AsyncSession, wanted: Wanted) -> None:

@@ -1,16 +1,26 @@
 from __future__ import annotations
 
+import functools
+import uuid
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from app.crypto import CodeCipher
+from app.clients.limits import spend_seam_change
+from app.crypto import CodeCipher, InvalidToken
 from app.dependencies import ClientDep, RuntimeDep, SessionDep
 from app.doors import service as doors
 from app.errors import ErrorOut
 from app.reservations import service
 from app.reservations.doors import requested_doors
-from app.reservations.models import CodeState, DoorState, Reservation, ReservationStatus
+from app.reservations.models import (
+    AccessMethod,
+    CodeState,
+    DoorState,
+    Reservation,
+    ReservationStatus,
+)
 from app.reservations.schemas import (
     RESERVATION_KEY_PATTERN,
     AccessMethodOut,
@@ -26,11 +36,16 @@ from app.reservations.schemas import (
 )
 from app.timeline import timeline
 
+log = structlog.get_logger(__name__)
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "The body could not be read"},
     401: {"model": ErrorOut, "description": "Missing or invalid API key"},
     404: {"model": ErrorOut, "description": "No such reservation for this client"},
     413: {"model": ErrorOut, "description": "Body over the size limit"},
+}
+LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorOut, "description": "A limit was reached: see Retry-After"}
 }
 router = APIRouter(prefix="/v1/reservations", tags=["reservations"], responses=ERRORS)
 
@@ -48,6 +63,13 @@ ReservationKey = Annotated[
 def present(
     reservation: Reservation, related: service.Related, cipher: CodeCipher
 ) -> ReservationOut:
+    methods = related.access_methods.get(reservation.id, [])
+    # Only the current code is shown; one that no configured key opens is null, with a warning.
+    codes = {
+        method.access_method_id: _readable_code(method, cipher)
+        for method in methods
+        if method.state == CodeState.CURRENT and method.code_ciphertext
+    }
     return ReservationOut(
         reservation_key=reservation.reservation_key,
         status=ReservationStatus(reservation.status),
@@ -72,15 +94,11 @@ def present(
                 mode=method.mode,
                 is_issued=method.is_issued,
                 issued_at=method.issued_at,
-                code=(
-                    cipher.decrypt(method.code_ciphertext)
-                    if method.code_ciphertext and method.state == CodeState.CURRENT
-                    else None
-                ),
+                code=codes.get(method.access_method_id),
                 is_backup_code=method.is_backup_code,
                 state=CodeState(method.state),
             )
-            for method in related.access_methods.get(reservation.id, [])
+            for method in methods
         ],
         doors=_doors(reservation, related),
         deliveries=[
@@ -96,7 +114,18 @@ def present(
             )
             for delivery in related.deliveries.get(reservation.id, [])
         ],
-        warnings=[WarningOut(**warning) for warning in reservation.warnings],
+        warnings=[
+            *(WarningOut(**warning) for warning in reservation.warnings),
+            *(
+                WarningOut(
+                    code="code_unreadable",
+                    message="the stored code cannot be decrypted with GUESTKEY_ENCRYPTION_KEY "
+                    "(a key was dropped before `guestkey reencrypt` finished)",
+                )
+                for method_id, code in codes.items()
+                if code is None
+            ),
+        ],
         last_error=reservation.last_error,
         created_at=reservation.created_at,
         updated_at=reservation.updated_at,
@@ -122,6 +151,18 @@ def _doors(reservation: Reservation, related: service.Related) -> list[DoorOut]:
     ]
 
 
+def _readable_code(method: AccessMethod, cipher: CodeCipher) -> str | None:
+    """The code, or None when no configured key opens it: one unreadable row must not turn
+    the reservation, or a whole page of them, into a 500."""
+    if not method.code_ciphertext:
+        return None
+    try:
+        return cipher.decrypt(method.code_ciphertext)
+    except InvalidToken:
+        log.error("reservations.code_unreadable", access_method_id=method.access_method_id)
+        return None
+
+
 async def _present_one(
     session: SessionDep, runtime: RuntimeDep, reservation: Reservation
 ) -> ReservationOut:
@@ -139,6 +180,7 @@ async def _present_one(
             "model": ErrorOut,
             "description": "The reservation is cancelled (`reservation_cancelled`)",
         },
+        **LIMITED,
     },
 )
 async def put_reservation(
@@ -170,6 +212,7 @@ async def put_reservation(
         data=body,
         delivery_lead=runtime.settings.guestkey_delivery_lead,
         reconcile_after=runtime.settings.guestkey_reconcile_after,
+        before_seam_change=functools.partial(_spend_seam_change, runtime, client_id),
     )
     if created:  # nothing refers to a row this transaction made: no related rows to read
         resource = present(reservation, service.Related(), runtime.cipher)
@@ -209,11 +252,12 @@ async def list_reservations(
     )
 
 
-@router.delete("/{reservation_key}", response_model=ReservationOut)
+@router.delete("/{reservation_key}", response_model=ReservationOut, responses=LIMITED)
 async def cancel_reservation(
     reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep, runtime: RuntimeDep
 ) -> ReservationOut:
     """Cancel: the Seam grant is deleted (never the guest's identity). Idempotent."""
+    await _spend_seam_change(runtime, client_id)
     reservation = await service.cancel_reservation(
         session,
         client_id=client_id,
@@ -234,19 +278,30 @@ async def cancel_reservation(
             "model": ErrorOut,
             "description": "No code issued (`no_issued_code`), "
             "or cancelled (`reservation_cancelled`)",
-        }
+        },
+        **LIMITED,
     },
 )
 async def resend_code(
     reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep, runtime: RuntimeDep
 ) -> ReservationOut:
     """Send the current code again to the guest, on every channel, now."""
+    await _spend_seam_change(runtime, client_id)
     reservation = await service.resend(
-        session, client_id=client_id, reservation_key=reservation_key
+        session,
+        client_id=client_id,
+        reservation_key=reservation_key,
+        limit=runtime.settings.guestkey_resend_limit,
     )
     resource = await _present_one(session, runtime, reservation)
     await session.commit()
     return resource
+
+
+async def _spend_seam_change(runtime: RuntimeDep, client_id: uuid.UUID) -> None:
+    await spend_seam_change(
+        runtime.engine, client_id=client_id, rate=runtime.settings.guestkey_seam_change_limit
+    )
 
 
 @router.get("/{reservation_key}/events", response_model=Timeline)

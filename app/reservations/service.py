@@ -9,23 +9,32 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callbacks.service import notify
-from app.crypto import CodeCipher
+from app.config import Rate
 from app.db import utcnow
 from app.delivery.models import Delivery
-from app.errors import InvalidInput, NoIssuedCode, NotFound, ReservationCancelled
+from app.errors import (
+    InvalidInput,
+    NoIssuedCode,
+    NotFound,
+    ResendLimitReached,
+    ReservationCancelled,
+)
+from app.metrics import RATE_LIMITED
 from app.reservations.models import (
     AccessMethod,
     Reservation,
     ReservationDoor,
+    ReservationEvent,
     ReservationStatus,
 )
 from app.reservations.schemas import ReservationIn
@@ -114,8 +123,11 @@ async def put_reservation(
     data: ReservationIn,
     delivery_lead: timedelta = timedelta(0),
     reconcile_after: timedelta = timedelta(minutes=5),
+    before_seam_change: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[Reservation, bool]:
-    """Create or update; returns (reservation, created). An identical PUT changes nothing."""
+    """Create or update; returns (reservation, created). An identical PUT changes nothing.
+    `before_seam_change` is awaited before a change of an existing reservation's doors or
+    times (the client's budget of such changes); it may raise."""
     desired = _desired(data)
     reservation = await _find(
         session, client_id=client_id, reservation_key=reservation_key, for_update=True
@@ -153,6 +165,8 @@ async def put_reservation(
     changed = [name for name, value in desired.items() if getattr(reservation, name) != value]
     if not changed:
         return reservation, False
+    if before_seam_change is not None and set(changed) & set(GRANT_FIELDS):
+        await before_seam_change()
 
     for name in changed:
         setattr(reservation, name, desired[name])
@@ -181,9 +195,14 @@ async def put_reservation(
 
 
 async def resend(
-    session: AsyncSession, *, client_id: uuid.UUID, reservation_key: str
+    session: AsyncSession,
+    *,
+    client_id: uuid.UUID,
+    reservation_key: str,
+    limit: Rate | None = None,
 ) -> Reservation:
-    """Send the current code again, on every channel, now."""
+    """Send the current code again, on every channel, now — at most `limit` times per window
+    (a booking system must not be able to flood a guest, or run up SMS costs)."""
     from app.delivery.service import plan_for_issued_codes
 
     reservation = await get_reservation(
@@ -191,6 +210,8 @@ async def resend(
     )
     if reservation.status == ReservationStatus.CANCELLED:
         raise ReservationCancelled(f"reservation {reservation_key!r} is cancelled")
+    if limit is not None:
+        await _check_resend_limit(session, reservation=reservation, limit=limit)
     planned = await plan_for_issued_codes(
         session,
         reservation=reservation,
@@ -210,6 +231,32 @@ def _no_code_message(reservation: Reservation) -> str:
     if reservation.status == ReservationStatus.FAILED:
         return f"reservation {key!r} failed and has no code to send: {reservation.last_error}"
     return f"reservation {key!r} has no issued code to send yet"
+
+
+async def _check_resend_limit(
+    session: AsyncSession, *, reservation: Reservation, limit: Rate
+) -> None:
+    """The timeline already holds every resend: count those within the window (the row lock
+    taken by the caller makes concurrent resends count one after the other)."""
+    now = utcnow()
+    count, oldest = (
+        await session.execute(
+            select(func.count(), func.min(ReservationEvent.created_at)).where(
+                ReservationEvent.reservation_id == reservation.id,
+                ReservationEvent.kind == TimelineKind.RESEND_REQUESTED.value,
+                ReservationEvent.created_at > now - limit.window,
+            )
+        )
+    ).one()
+    if count < limit.count:
+        return
+    RATE_LIMITED.labels("resend").inc()
+    retry_after = (oldest + limit.window - now).total_seconds() if oldest else 1
+    raise ResendLimitReached(
+        f"the code of {reservation.reservation_key!r} was resent {count} times within "
+        f"{limit.window} (GUESTKEY_RESEND_LIMIT); retry later",
+        retry_after_seconds=retry_after,
+    )
 
 
 async def cancel_reservation(
@@ -309,29 +356,3 @@ async def related(session: AsyncSession, *, reservation_ids: list[uuid.UUID]) ->
     for delivery in deliveries:
         found.deliveries.setdefault(delivery.reservation_id, []).append(delivery)
     return found
-
-
-async def reencrypt_codes(session: AsyncSession, *, cipher: CodeCipher, batch: int = 500) -> int:
-    """Re-encrypt every stored code under the first key (after a key was added in front).
-    Commits per batch, so a long run makes progress and can be repeated safely."""
-    done = 0
-    last_id: uuid.UUID | None = None
-    while True:
-        query = (
-            select(AccessMethod)
-            .where(AccessMethod.code_ciphertext.is_not(None))
-            .order_by(AccessMethod.id)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-        if last_id is not None:
-            query = query.where(AccessMethod.id > last_id)
-        methods = list(await session.scalars(query))
-        if not methods:
-            return done
-        for method in methods:
-            assert method.code_ciphertext is not None
-            method.code_ciphertext = cipher.rotate(method.code_ciphertext)
-        last_id = methods[-1].id
-        done += len(methods)
-        await session.commit()

@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar, cast
 import httpx
 import structlog
 from seam.exceptions import SeamHttpApiError
+from seam.null import NULL
 from seam.seam import AsyncSeam
 
 from app.metrics import SEAM_CALL_SECONDS
@@ -529,6 +530,42 @@ class SeamGateway:
                 webhook_id=webhook_id, event_types=list(event_types)
             ),
         )
+
+    # erasure
+
+    async def rename_grant(self, access_grant_id: str, *, name: str) -> bool:
+        """False when the grant is gone (nothing left to rename)."""
+        try:
+            await self._call(
+                "access_grants.update",
+                lambda: self._seam.access_grants.update(access_grant_id=access_grant_id, name=name),
+            )
+        except SeamNotFound:
+            return False
+        return True
+
+    async def anonymise_user_identity(self, user_identity_key: str, *, full_name: str) -> bool:
+        """Erase the guest's name, email, phone and key from their identity (which is kept:
+        deleting it would revoke access granted through it). False when none has the key."""
+        try:
+            found = await self._call(
+                "user_identities.get",
+                lambda: self._seam.user_identities.get(user_identity_key=user_identity_key),
+            )
+            identity_id = str(found.user_identity_id)
+            await self._call(
+                "user_identities.update",
+                lambda: self._seam.user_identities.update(
+                    user_identity_id=identity_id,
+                    full_name=full_name,
+                    email_address=NULL,
+                    phone_number=NULL,
+                    user_identity_key=NULL,
+                ),
+            )
+        except SeamNotFound:
+            return False
+        return True
 
 
 def _device_door(device: dict[str, Any]) -> DoorInfo:

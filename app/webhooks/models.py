@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Text, func
+from sqlalchemy import Index, Integer, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,7 +35,10 @@ class SeamWebhook(Base):
     event_id: Mapped[str | None] = mapped_column(Text, unique=True)
     event_type: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    raw_body: Mapped[str | None] = mapped_column(Text)
+    # A rejected body is not kept (it may hold anything, a code included): only its digest
+    # and length, to match it with the sender's logs.
+    body_sha256: Mapped[str | None] = mapped_column(Text)
+    body_length: Mapped[int | None] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(Text, default=InboxOutcome.RECEIVED.value)
     outcome_reason: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -30,11 +31,22 @@ class Intake:
 
 
 def redact(payload: dict[str, Any]) -> dict[str, Any]:
-    """The inbox keeps events, not PIN codes: Seam may put the code in an event, and guestkey
-    re-reads it from Seam anyway, then stores it encrypted."""
-    if "code" not in payload:
-        return payload
-    return {**payload, "code": None if payload["code"] is None else "[redacted]"}
+    """The inbox keeps events, not PIN codes: Seam may put a code in an event, at any depth,
+    and guestkey re-reads it from Seam anyway, then stores it encrypted."""
+    redacted = _redact(payload)
+    assert isinstance(redacted, dict)
+    return redacted
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: ("[redacted]" if item is not None else None) if key == "code" else _redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_redact(item) for item in value]
+    return value
 
 
 def _reject_constant(name: str) -> Any:
@@ -51,10 +63,6 @@ def _storable(payload: Any) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def storable_text(body: bytes) -> str:
-    return body.decode("utf-8", "replace").replace("\x00", "\\u0000")
 
 
 def parse_event(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
@@ -98,7 +106,6 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
             "event_id": payload["event_id"],
             "event_type": payload["event_type"],
             "payload": redact(payload),
-            "raw_body": None,
             "outcome": (
                 InboxOutcome.PROCESSED  # by the door list's refresh, enqueued below
                 if door_event
@@ -113,8 +120,10 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
         row |= {
             "event_id": None,
             "event_type": None,
-            "payload": redact(payload) if payload is not None else None,
-            "raw_body": None if payload is not None else storable_text(body),
+            # A body that is not a Seam event may hold anything: its digest and length only.
+            "payload": None,
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+            "body_length": len(body),
             "outcome": InboxOutcome.REJECTED.value,
             "outcome_reason": problem,
             "processed_at": utcnow(),

@@ -32,6 +32,7 @@ TASK_MODULES = [
     "app.reconciler.tasks",
     "app.callbacks.tasks",
     "app.doors.tasks",
+    "app.retention.tasks",
 ]
 
 jobs = procrastinate.App(

@@ -54,6 +54,7 @@ def stack(e2e_database: str, tmp_path: Path, mailbox: Mailbox) -> Iterator[Stack
             env={
                 "DATABASE_URL": e2e_database,
                 "SEAM_API_KEY": "seam_e2e_key",
+                "GUESTKEY_ALLOW_FAKE_SEAM": "true",
                 "SEAM_ENDPOINT": seam_url,
                 "SEAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
                 "GUESTKEY_ENCRYPTION_KEY": Fernet.generate_key().decode(),

@@ -26,7 +26,7 @@ def test_sandbox_mode_ends_with_a_message_in_the_outbox(tmp_path: Path) -> None:
     with running(
         "guestkey-sandbox",
         ["serve", "--port", str(port)],
-        env={"GUESTKEY_DATA_DIR": str(data_dir)},
+        env={"GUESTKEY_DATA_DIR": str(data_dir), "GUESTKEY_SANDBOX": "true"},
         log_dir=tmp_path,
         url=url,
         ready_path="/readyz",

@@ -48,6 +48,7 @@ def guestkey_env(
     return {
         "DATABASE_URL": database_url,
         "SEAM_API_KEY": SEAM_API_KEY,
+        "GUESTKEY_ALLOW_FAKE_SEAM": "true",
         "SEAM_ENDPOINT": seam_url,
         "SEAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "GUESTKEY_ENCRYPTION_KEY": Fernet.generate_key().decode(),

@@ -40,11 +40,15 @@ from app.seam.fake.schemas import (
     PageParams,
     RequestAccessMethodsParams,
     UpdateAccessGrantParams,
+    UpdateUserIdentityParams,
     UpdateWebhookParams,
     WebhookParams,
     parse_request,
 )
-from app.seam.fake.seed import ACS_SYSTEM_ID, CONNECTED_ACCOUNT_ID
+from app.seam.fake.seed import (
+    ACS_SYSTEM_ID,
+    CONNECTED_ACCOUNT_ID,
+)
 from app.seam.fake.views import (
     access_grant_json,
     access_method_json,
@@ -302,6 +306,18 @@ async def delete_webhook(fake: FakeSeam, request: Request) -> JSONResponse:
     return ok()
 
 
+# --- identity updates ----------------------------------------------------------------------
+
+
+async def update_user_identity(fake: FakeSeam, request: Request) -> JSONResponse:
+    params = await parse_request(request, UpdateUserIdentityParams)
+    identity = fake.state.user_identity(params.user_identity_id)
+    for name in ("full_name", "email_address", "phone_number", "user_identity_key"):
+        if name in params.model_fields_set:
+            setattr(identity, name, getattr(params, name))
+    return ok()
+
+
 ENDPOINTS: list[tuple[str, tuple[str, ...], Handler]] = [
     ("/access_grants/create", CREATE, create_access_grant),
     ("/access_grants/get", READ, get_access_grant),
@@ -328,6 +344,7 @@ ENDPOINTS: list[tuple[str, tuple[str, ...], Handler]] = [
     ("/webhooks/list", READ, list_webhooks),
     ("/webhooks/update", PUT_UPDATE, update_webhook),
     ("/webhooks/delete", DELETE, delete_webhook),
+    ("/user_identities/update", UPDATE, update_user_identity),
 ]
 
 SEAM_PATHS = frozenset(path for path, _, _ in ENDPOINTS)

@@ -244,6 +244,14 @@ class ListEntrancesParams(PageParams):
     search: str | None = None
 
 
+class UpdateUserIdentityParams(Params):
+    user_identity_id: Uuid
+    full_name: str | None = None
+    email_address: str | None = None
+    phone_number: str | None = None
+    user_identity_key: str | None = None
+
+
 class GetUserIdentityParams(Params):
     user_identity_id: Uuid | None = None
     user_identity_key: str | None = None

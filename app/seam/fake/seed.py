@@ -26,7 +26,8 @@ def seeded_id(kind: str, name: str) -> str:
     return str(uuid.uuid5(FAKE_NAMESPACE, f"{kind}/{name}"))
 
 
-WORKSPACE_ID = seeded_id("workspace", "guestkey fake workspace")
+FAKE_WORKSPACE_NAME = "guestkey fake workspace"
+WORKSPACE_ID = seeded_id("workspace", FAKE_WORKSPACE_NAME)
 CONNECTED_ACCOUNT_ID = seeded_id("connected_account", "August")
 ACS_CONNECTED_ACCOUNT_ID = seeded_id("connected_account", "ACS")
 ACS_SYSTEM_ID = seeded_id("acs_system", "Building ACS")
