@@ -59,6 +59,7 @@ ENDPOINTS = (
     "/acs/entrances/list",
     "/user_identities/get",
     "/user_identities/list",
+    "/user_identities/update",
     "/access_grants/request_access_methods",
     "/devices/get",
     "/acs/entrances/get",

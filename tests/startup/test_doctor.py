@@ -39,7 +39,12 @@ def gateway_of(fake: FakeSeam, api_key: str = "seam_live_key") -> SeamGateway:
 async def test_doctor_passes_every_check_in_sandbox_mode(tmp_path: Path, database_url: str) -> None:
     done = subprocess.run(
         [GUESTKEY, "doctor"],
-        env={**_clean_env(), "DATABASE_URL": database_url, "GUESTKEY_DATA_DIR": str(tmp_path)},
+        env={
+            **_clean_env(),
+            "GUESTKEY_SANDBOX": "true",
+            "DATABASE_URL": database_url,
+            "GUESTKEY_DATA_DIR": str(tmp_path),
+        },
         cwd=tmp_path,
         capture_output=True,
         text=True,
