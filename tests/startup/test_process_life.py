@@ -97,7 +97,11 @@ def test_a_busy_port_is_reported_before_migrations(tmp_path: Path, database_url:
         taken.listen()
         port = taken.getsockname()[1]
         returncode, stderr = run_guestkey(
-            "serve", "--port", str(port), env={"DATABASE_URL": database_url}, cwd=tmp_path
+            "serve",
+            "--port",
+            str(port),
+            env={"DATABASE_URL": database_url, "GUESTKEY_SANDBOX": "true"},
+            cwd=tmp_path,
         )
     assert_one_line_startup_error(returncode, stderr, f"port {port}", "--port")
 
@@ -136,7 +140,7 @@ def test_sigterm_stops_the_embedded_postgres_and_a_second_serve_is_refused(
 ) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
-    env = {"GUESTKEY_DATA_DIR": str(data_dir)}
+    env = {"GUESTKEY_DATA_DIR": str(data_dir), "GUESTKEY_SANDBOX": "true"}
     with running(
         "guestkey",
         ["serve", "--port", str(port)],
