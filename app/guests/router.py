@@ -29,7 +29,8 @@ _HEADERS = {
     ),
 }
 
-LangQuery = Annotated[str | None, Query(max_length=35)]
+# Any value: one that is not a language guestkey writes falls back to the guest's own.
+LangQuery = Annotated[str | None, Query()]
 
 
 @router.get("/g/{token}", response_class=HTMLResponse)

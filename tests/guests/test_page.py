@@ -7,9 +7,11 @@ import secrets
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select, text, update
 
 from app.guests.models import GuestLink, GuestPage
+from app.reservations.codes import FreshCodeRefused, request_fresh_code
 from app.reservations.models import Reservation
 from app.runtime import Runtime
 from app.timeline import TimelineKind
@@ -267,3 +269,30 @@ async def test_links_are_bound_to_their_reservation(
         assert code_in(ada) in (await guest.post(f"{link_in(ada)}/code")).text
         assert code_in(bob) in (await guest.post(f"{link_in(bob)}/code")).text
         assert code_in(bob) not in (await guest.post(f"{link_in(ada)}/code")).text
+
+
+async def test_a_fresh_code_is_refused_for_a_cancelled_stay(
+    client: httpx.AsyncClient, runtime: Runtime, mailbox: Mailbox
+) -> None:
+    await delivered_stay(client, runtime, mailbox)
+    await client.delete("/v1/reservations/bk-1")
+    await settle(runtime)
+    async with runtime.sessionmaker() as session:
+        reservation_id = await session.scalar(select(Reservation.id))
+    assert reservation_id is not None
+    with pytest.raises(FreshCodeRefused):
+        await request_fresh_code(runtime, reservation_id=reservation_id, reason="operator")
+
+
+async def test_odd_form_and_query_input_gets_the_page_not_an_error(
+    app: Any, client: httpx.AsyncClient, runtime: Runtime, mailbox: Mailbox
+) -> None:
+    path, _ = await delivered_stay(client, runtime, mailbox)
+    async with guest_browser(app) as guest:
+        assert (await guest.get(path, params={"lang": "x" * 500})).status_code == 200
+        garbled = await guest.post(
+            f"{path}/problem",
+            content=b"\xff\xfe=%%%&door=" + b"9" * 300,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert garbled.status_code == 200
