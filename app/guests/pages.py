@@ -89,7 +89,7 @@ def render_page(
     stay: Stay | None,
     cancelled: bool,
     property_name: str | None,
-    address: str | None,
+    address: list[str],
     support_contact: str | None,
     code: str | None = None,
     report: Report | None = None,

@@ -135,11 +135,16 @@ async def _page(
         stay=stay,
         cancelled=cancelled,
         property_name=reservation.property_name,
-        address=getattr(reservation, "property_address", None),
+        address=_lines(getattr(reservation, "property_address", None)),
         support_contact=runtime.settings.guestkey_support_contact,
         code=code,
         report=report,
     )
+
+
+def _lines(text: str | None) -> list[str]:
+    """An address as its non-empty lines."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
 async def _form(request: Request) -> dict[str, str]:
