@@ -1,7 +1,7 @@
 """guest page: personal links and what the page remembers
 
 Revision ID: 0011
-Revises: 0010
+Revises: 0007
 Create Date: 2026-12-01 23:40:00.000000+00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0010"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -24,7 +24,7 @@ def receiver() -> Iterator[Receiver]:
 def settings_overrides(settings_overrides: dict[str, Any], receiver: Receiver) -> dict[str, Any]:
     return {
         **settings_overrides,
-        "guestkey_public_url": PUBLIC_URL,
+        "public_url": PUBLIC_URL,
         "guestkey_support_contact": SUPPORT_CONTACT,
         "guestkey_callback_url": receiver.url,
         "guestkey_callback_secret": CALLBACK_SECRET,
