@@ -135,7 +135,7 @@ async def _page(
         stay=stay,
         cancelled=cancelled,
         property_name=reservation.property_name,
-        address=_lines(getattr(reservation, "property_address", None)),
+        address=_lines(reservation.property_address),
         support_contact=runtime.settings.guestkey_support_contact,
         code=code,
         report=report,

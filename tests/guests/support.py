@@ -30,7 +30,8 @@ def link_in(message: EmailMessage) -> str:
 
 
 def code_in(message: EmailMessage) -> str:
-    found = re.search(r"Door code: (\d+)", plain_text(message))
+    # The code's own line, indented, in any language ("    Door code: 1234").
+    found = re.search(r"^ {4}\S.*?(\d{4,9})\s*$", plain_text(message), re.MULTILINE)
     assert found is not None
     return found.group(1)
 

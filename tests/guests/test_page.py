@@ -45,10 +45,13 @@ async def timeline_kinds(client: httpx.AsyncClient) -> list[str]:
 async def test_the_message_links_to_a_page_with_the_doors_and_the_code_behind_a_button(
     app: Any, client: httpx.AsyncClient, runtime: Runtime, mailbox: Mailbox
 ) -> None:
-    path, code = await delivered_stay(client, runtime, mailbox)
+    path, code = await delivered_stay(
+        client, runtime, mailbox, property_address="Rua das Flores 12\n1200-195 Lisboa"
+    )
     async with guest_browser(app) as guest:
         page = await guest.get(path)
         assert page.status_code == 200
+        assert "Rua das Flores 12<br>1200-195 Lisboa" in page.text
         assert page.headers["cache-control"] == "no-store"
         assert page.headers["referrer-policy"] == "no-referrer"
         assert "Seaside Loft" in page.text and "Front Door" in page.text
