@@ -94,7 +94,8 @@ async def test_forged_malformed_and_expired_links_get_a_plain_404_page(
 ) -> None:
     path, code = await delivered_stay(client, runtime, mailbox)
     async with guest_browser(app) as guest:
-        for forged in (f"/g/{secrets.token_urlsafe(32)}", "/g/short", f"{path[:-1]}A"):
+        one_letter_off = path[:-1] + ("B" if path.endswith("A") else "A")
+        for forged in (f"/g/{secrets.token_urlsafe(32)}", "/g/short", one_letter_off):
             page = await guest.get(forged)
             assert page.status_code == 404 and "Link not found" in page.text
             assert (await guest.post(f"{forged}/code")).status_code == 404
