@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     guestkey_resend_limit: Rate = Rate(3, timedelta(hours=1))
     guestkey_seam_change_limit: Rate = Rate(600, timedelta(hours=1))
     guestkey_metrics_token: SecretStr | None = None
+    # Fresh codes a guest may ask for from their page per stay (DESIGN.md §9.10).
+    guestkey_fresh_code_limit: int = Field(default=2, ge=0, le=20)
 
     smtp_host: str | None = None
     smtp_port: int | None = None

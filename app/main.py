@@ -15,6 +15,7 @@ from app.console.router import mount as mount_console
 from app.docs import install_docs
 from app.doors.router import router as doors_router
 from app.errors import install_error_handlers
+from app.guests.router import router as guests_router
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.openapi import install_openapi
 from app.reservations.router import router as reservations_router
@@ -84,6 +85,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(reservations_router)
     app.include_router(doors_router)
+    app.include_router(guests_router)  # the guest's page, /g/{token}
     mount_console(app)  # the operator console, matched after the API
     install_docs(app)
     install_openapi(app)

@@ -5,6 +5,7 @@ from app.console.models import AuditEntry, Operator, OperatorLoginAttempt, Opera
 from app.db import Base
 from app.delivery.models import Delivery
 from app.doors.models import Door
+from app.guests.models import GuestLink, GuestPage
 from app.installation.models import Installation
 from app.reconciler.models import ReconcilerCursor
 from app.reservations.models import AccessMethod, Reservation, ReservationDoor, ReservationEvent
@@ -18,6 +19,8 @@ __all__ = [
     "Base",
     "Delivery",
     "Door",
+    "GuestLink",
+    "GuestPage",
     "Installation",
     "Operator",
     "OperatorLoginAttempt",

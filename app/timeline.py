@@ -48,6 +48,10 @@ class TimelineKind(enum.StrEnum):
     # messages to the guest
     DELIVERED = "delivered"
     DELIVERY_FAILED = "delivery_failed"
+    # the guest's page (DESIGN.md §9.10)
+    CODE_REVEALED = "code_revealed"
+    GUEST_REPORTED_PROBLEM = "guest_reported_problem"
+    FRESH_CODE_REQUESTED = "fresh_code_requested"
 
 
 async def record_event(

@@ -29,11 +29,15 @@ EVENT_TYPES = (
     "reservation.failed",
     "reservation.cancelled",
     "reservation.code_changed",
+    "reservation.guest_reported_problem",
 )
 
 
 def payload(
-    event_type: str, reservation: Reservation, client_name: str | None = None
+    event_type: str,
+    reservation: Reservation,
+    client_name: str | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "type": event_type,
@@ -46,15 +50,22 @@ def payload(
             "ends_at": reservation.ends_at.isoformat(),
             "last_error": reservation.last_error,
             **({"client": client_name} if client_name else {}),
+            **(detail or {}),
         },
     }
 
 
 async def notify(
-    session: AsyncSession, *, reservation: Reservation, event_type: str, enabled: bool
+    session: AsyncSession,
+    *,
+    reservation: Reservation,
+    event_type: str,
+    enabled: bool,
+    detail: dict[str, Any] | None = None,
 ) -> None:
     """Enqueue a callback to the reservation's client (no-op when neither the client has a
-    callback URL nor `GUESTKEY_CALLBACK_URL` is set: `enabled`)."""
+    callback URL nor `GUESTKEY_CALLBACK_URL` is set: `enabled`). `detail`: fields the event
+    adds to `data` (a guest's report says which door and what guestkey found)."""
     assert event_type in EVENT_TYPES, event_type
     client = (
         await session.execute(
@@ -71,6 +82,6 @@ async def notify(
         session,
         send_callback,
         message_id=f"msg_{uuid.uuid4().hex}",
-        body=payload(event_type, reservation, client.name),
+        body=payload(event_type, reservation, client.name, detail=detail),
         client_id=str(reservation.client_id),
     )

@@ -9,6 +9,7 @@ finds it locked or already sent. A crash mid-send releases the lock and the retr
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import structlog
 from sqlalchemy import select, update
@@ -20,6 +21,7 @@ from app.delivery.channels import DeliveryFailed
 from app.delivery.messages import GuestMessage, render_email, render_sms
 from app.delivery.models import Delivery, DeliveryStatus
 from app.delivery.service import contacts, send_time
+from app.guests.service import issue_link, page_url
 from app.metrics import DELIVERIES
 from app.reservations.doors import granted_door_names
 from app.reservations.models import AccessMethod, CodeState, Reservation, ReservationStatus
@@ -78,6 +80,7 @@ async def send_delivery(runtime: Runtime, *, delivery_id: uuid.UUID) -> None:
             kind=delivery.kind,  # type: ignore[arg-type]
             property_address=reservation.property_address,
             support_contact=runtime.settings.guestkey_support_contact,
+            page_url=await _page_url(runtime, session, reservation, now=now),
         )
         delivery.attempts += 1
         try:
@@ -113,6 +116,18 @@ def _reason_to_skip(
     if method.code_version != delivery.code_version:
         return DeliveryStatus.SUPERSEDED  # a newer code has a delivery of its own
     return None
+
+
+async def _page_url(
+    runtime: Runtime, session: AsyncSession, reservation: Reservation, *, now: datetime
+) -> str | None:
+    """A personal link to the guest's page for this message (DESIGN.md §9.10), when guestkey
+    knows the address guests reach it at."""
+    public_url = runtime.settings.public_url
+    if public_url is None:
+        return None
+    token = await issue_link(session, reservation_id=reservation.id, now=now)
+    return page_url(public_url, token)
 
 
 async def _send(runtime: Runtime, delivery: Delivery, message: GuestMessage) -> None:

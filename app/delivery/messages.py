@@ -44,6 +44,7 @@ class GuestMessage:
     kind: MessageKind = "new_code"
     property_address: str | None = None
     support_contact: str | None = None
+    page_url: str | None = None  # the guest's page (DESIGN.md §9.10)
 
     def __post_init__(self) -> None:
         if self.starts_at.utcoffset() is None or self.ends_at.utcoffset() is None:
@@ -95,6 +96,7 @@ def _facts(message: GuestMessage, language: str) -> dict[str, Any]:
         "check_in_short": local(message.starts_at, short=True),
         "check_out_short": local(message.ends_at, short=True),
         "timezone_name": timezone_name(message.timezone, language),
+        "page_url": message.page_url,
     }
 
 

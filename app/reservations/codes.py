@@ -263,3 +263,52 @@ def _parse_time(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
+
+
+async def request_fresh_code(runtime: Runtime, *, reservation_id: uuid.UUID, reason: str) -> str:
+    """Ask Seam for a new PIN code on the stay's grant (`access_grants/request_access_methods`)
+    and return the new access method's id. Once Seam issues it, `refresh_access_method` (called
+    here when Seam issued it at once, else by its `access_method.issued` event) makes it the
+    current code, supersedes the old one and sends it to the guest once.
+
+    Raises `FreshCodeRefused` for a stay without a live grant; Seam's errors pass through."""
+    async with runtime.sessionmaker() as session:
+        reservation = await session.get(Reservation, reservation_id)
+        assert reservation is not None
+        grant_id = reservation.access_grant_id
+        if reservation.status == ReservationStatus.CANCELLED or grant_id is None:
+            raise FreshCodeRefused("the stay has no access grant to add a code to")
+        known = set(
+            await session.scalars(
+                select(AccessMethod.access_method_id).where(
+                    AccessMethod.reservation_id == reservation_id
+                )
+            )
+        )
+    grant = await runtime.seam.request_code(grant_id)
+    new_ids = [m for m in grant.access_method_ids if m not in known]
+    if not new_ids:
+        raise FreshCodeRefused("Seam added no access method to the grant")
+    access_method_id = new_ids[-1]
+    async with runtime.sessionmaker() as session:
+        await record_event(
+            session,
+            reservation_id=reservation_id,
+            kind=TimelineKind.FRESH_CODE_REQUESTED,
+            reason=reason,
+            access_method_id=access_method_id,
+        )
+        await session.commit()
+    await refresh_access_method(
+        runtime,
+        reservation_id=reservation_id,
+        access_method_id=access_method_id,
+        access_grant_ids=[grant_id],
+        seam_event="fresh code",
+    )
+    log.info("reservations.code.fresh_requested", reservation_id=str(reservation_id))
+    return access_method_id
+
+
+class FreshCodeRefused(Exception):
+    """A fresh code cannot be asked for: the stay has no live grant."""

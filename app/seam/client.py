@@ -567,6 +567,19 @@ class SeamGateway:
             return False
         return True
 
+    # the guest's page
+
+    async def request_code(self, access_grant_id: str) -> Grant:
+        """One more PIN code on an existing grant (`access_grants/request_access_methods`):
+        Seam answers with the grant, whose `access_method_ids` now include the new method."""
+        resource = await self._call(
+            "access_grants.request_access_methods",
+            lambda: self._seam.access_grants.request_access_methods(
+                access_grant_id=access_grant_id, requested_access_methods=[{"mode": "code"}]
+            ),
+        )
+        return _grant(resource)
+
 
 def _device_door(device: dict[str, Any]) -> DoorInfo:
     properties = device.get("properties") or {}
