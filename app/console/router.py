@@ -31,7 +31,9 @@ from app.db import utcnow
 from app.dependencies import RuntimeDep, SessionDep
 from app.errors import GuestkeyError
 from app.reservations import service as reservations
+from app.reservations.codes import FreshCodeRefused, request_fresh_code
 from app.reservations.models import ReservationStatus
+from app.seam.errors import SeamError
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +54,8 @@ ACTIONS = {
     "resend": "Send the current code to the guest again, on every channel",
     "resync": "Re-read this stay from Seam and converge it now",
     "cancel": "Cancel the stay: its Seam grant is deleted and the code stops working",
+    "fresh_code": "Ask Seam for a new code on the same grant; the guest gets it once, and the "
+    "old code is superseded",
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -515,7 +519,18 @@ async def run_action(
     outcome, reason = "done", None
     try:
         if action == "resend":
-            await reservations.resend(session, client_id=client_id, reservation_key=key)
+            await reservations.resend(
+                session,
+                client_id=client_id,
+                reservation_key=key,
+                limit=runtime.settings.guestkey_resend_limit,
+            )
+        elif action == "fresh_code":
+            # The guest page's path: Seam adds a code to the grant, the inbound path sends it.
+            await session.rollback()  # no row of this session is held across Seam's answer
+            await request_fresh_code(
+                runtime, reservation_id=reservation_id, reason="asked for by an operator"
+            )
         elif action == "cancel":
             await reservations.cancel_reservation(
                 session,
@@ -528,6 +543,9 @@ async def run_action(
     except GuestkeyError as error:
         await session.rollback()
         outcome, reason = "refused", error.message
+    except (FreshCodeRefused, SeamError) as error:
+        await session.rollback()
+        outcome, reason = "refused", str(error)
     await service.audit(
         session,
         operator_id=operator_id,

@@ -325,3 +325,32 @@ def _first_path(route: Any) -> str:
     if router is not None:
         return str(router.routes[0].path) if router.routes else ""
     return str(getattr(route, "path", ""))
+
+
+async def test_a_fresh_code_from_the_console_reaches_the_guest_once_and_supersedes_the_old(
+    app: FastAPI, client: httpx.AsyncClient, fake_seam: Any, mailbox: Any
+) -> None:
+    runtime: Runtime = app.state.runtime
+    await put_reservation(client, "bk-1")
+    await settle(runtime)
+    before = (await client.get("/v1/reservations/bk-1")).json()
+    assert before["status"] == "delivered"
+    password = await make_operator(runtime, "ops@example.com")
+    http = await signed_in_http(app.state.url, "ops@example.com", password)
+    reservation_id = await stay_id(runtime, "bk-1")
+    page = await http.get(f"/console/reservations/{reservation_id}/fresh_code")
+    assert page.status_code == 200
+    done = await http.post(
+        f"/console/reservations/{reservation_id}/fresh_code",
+        data={"csrf_token": csrf_token(page.text)},
+    )
+    assert done.status_code == 303
+    await settle(runtime)
+    await http.aclose()
+
+    after = (await client.get("/v1/reservations/bk-1")).json()
+    states = {m["access_method_id"]: m["state"] for m in after["access_methods"]}
+    assert states[before["access_methods"][0]["access_method_id"]] == "superseded"
+    assert list(states.values()).count("current") == 1
+    assert len(mailbox.to("ada@example.com")) == 2
+    assert ("fresh_code", "done") in [(a, o) for a, o, _ in await audit_rows(runtime)]
