@@ -103,6 +103,12 @@ async def test_sdk_drives_every_endpoint_and_each_response_matches_seam_spec(
     identity = await seam.user_identities.get(user_identity_key="guest-res-1")
     assert identity.email_address == "res-1@example.com"
     assert len(await seam.user_identities.list()) == 1
+    await seam.user_identities.update(
+        user_identity_id=identity.user_identity_id, full_name="Former guest"
+    )
+    assert (await seam.user_identities.get(user_identity_key="guest-res-1")).full_name == (
+        "Former guest"
+    )
     more = await seam.access_grants.request_access_methods(
         access_grant_id=grant.access_grant_id, requested_access_methods=[{"mode": "code"}]
     )
