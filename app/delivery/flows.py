@@ -12,15 +12,16 @@ import uuid
 from datetime import datetime
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.callbacks.service import notify
 from app.db import utcnow
 from app.delivery.channels import DeliveryFailed
 from app.delivery.messages import GuestMessage, render_email, render_sms
 from app.delivery.models import Delivery, DeliveryStatus
-from app.delivery.service import contacts, send_time
+from app.delivery.service import Planned, contacts, send_time
 from app.guests.service import issue_link, page_url
 from app.metrics import DELIVERIES
 from app.reservations.doors import granted_door_names
@@ -39,22 +40,41 @@ FINISHED = (
 )
 
 
+_DELETE_WAITING_JOB = text("DELETE FROM procrastinate_jobs WHERE id = :id AND status = 'todo'")
+
+
 class TransientDeliveryError(RetryLater):
     """The channel failed in a way worth retrying (SMTP down, provider throttling)."""
 
 
-async def send_delivery(runtime: Runtime, *, delivery_id: uuid.UUID) -> None:
+async def send_planned(runtime: Runtime, planned: Planned) -> None:
+    """Send a message its planner committed just now (`plan_deliveries(send_now=True)`). A
+    failure worth retrying is left to the message's backstop job."""
+    try:
+        await send_delivery(
+            runtime, delivery_id=planned.delivery_id, backstop_job_id=planned.backstop_job_id
+        )
+    except RetryLater:
+        log.info("delivery.left_to_job", delivery_id=str(planned.delivery_id))
+
+
+async def send_delivery(
+    runtime: Runtime, *, delivery_id: uuid.UUID, backstop_job_id: int | None = None
+) -> None:
+    """`backstop_job_id`: the message's job, deleted once the message is sent here."""
     async with runtime.sessionmaker() as session:
-        delivery = await session.scalar(
-            select(Delivery).where(Delivery.id == delivery_id).with_for_update(skip_locked=True)
-        )
-        if delivery is None or delivery.status in FINISHED:
+        found = (
+            await session.execute(
+                select(Delivery, Reservation, AccessMethod)
+                .join(Reservation, Reservation.id == Delivery.reservation_id)
+                .outerjoin(AccessMethod, AccessMethod.access_method_id == Delivery.access_method_id)
+                .where(Delivery.id == delivery_id)
+                .with_for_update(of=Delivery, skip_locked=True)
+            )
+        ).first()
+        if found is None or found[0].status in FINISHED:
             return  # gone, being sent by another job right now, or done
-        reservation = await session.get(Reservation, delivery.reservation_id)
-        assert reservation is not None
-        method = await session.scalar(
-            select(AccessMethod).where(AccessMethod.access_method_id == delivery.access_method_id)
-        )
+        delivery, reservation, method = found
         skip = _reason_to_skip(delivery, reservation, method)
         if skip is not None:
             delivery.status = skip.value
@@ -97,6 +117,8 @@ async def send_delivery(runtime: Runtime, *, delivery_id: uuid.UUID) -> None:
             reservation,
             callbacks=runtime.settings.guestkey_callback_url is not None,
         )
+        if backstop_job_id is not None:
+            await session.execute(_DELETE_WAITING_JOB, {"id": backstop_job_id})
         await session.commit()
     log.info(
         "delivery.sent", delivery_id=str(delivery_id), channel=delivery.channel, kind=delivery.kind
@@ -155,7 +177,9 @@ async def _record_success(
         .returning(Reservation.id)
     )
     if first is not None:
-        await session.refresh(reservation)
+        # What the update wrote, without reading the row back.
+        set_committed_value(reservation, "status", ReservationStatus.DELIVERED.value)
+        set_committed_value(reservation, "updated_at", now)
         await notify(
             session, reservation=reservation, event_type="reservation.delivered", enabled=callbacks
         )

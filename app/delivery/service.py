@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -76,6 +77,17 @@ async def reschedule_waiting(
             )
 
 
+# A message sent by the job that planned it still gets a job, due this much later: it sends
+# the message if that job died before it could (and finds it sent, and is deleted, otherwise).
+SEND_NOW_BACKSTOP = timedelta(seconds=30)
+
+
+class Planned(NamedTuple):
+    delivery_id: uuid.UUID
+    # The job that sends the message if the planner does not: set for `send_now` messages.
+    backstop_job_id: int | None = None
+
+
 async def plan_for_issued_codes(
     session: AsyncSession,
     *,
@@ -95,9 +107,17 @@ async def plan_for_issued_codes(
     )
     planned: list[uuid.UUID] = []
     for method in methods:
-        planned += await plan_deliveries(
-            session, reservation=reservation, method=method, kind=kind, lead=lead, once_per=once_per
-        )
+        planned += [
+            delivery_id
+            for delivery_id, _ in await plan_deliveries(
+                session,
+                reservation=reservation,
+                method=method,
+                kind=kind,
+                lead=lead,
+                once_per=once_per,
+            )
+        ]
     return planned
 
 
@@ -109,11 +129,14 @@ async def plan_deliveries(
     kind: str,
     lead: timedelta,
     once_per: str | None = None,
-) -> list[uuid.UUID]:
+    send_now: bool = False,
+) -> list[Planned]:
     """Create the deliveries of `kind` for the method's current code and enqueue them.
 
     `once_per` names what makes the message distinct (default: the code version), so the
     same message to the same recipient on the same channel is only ever planned once.
+    `send_now`: the caller sends the messages that are due now itself, once it has committed
+    (`flows.send_delivery` with the returned backstop job): their jobs wait SEND_NOW_BACKSTOP.
     """
     from app.delivery.tasks import send_delivery
 
@@ -123,7 +146,8 @@ async def plan_deliveries(
     if kind == "times_changed" and not await _code_was_sent(session, method):
         return []  # the code's own message, still to come, will show the new window
     distinct = once_per or f"v{method.code_version}"
-    planned: list[uuid.UUID] = []
+    planned: list[Planned] = []
+    here = send_now and send_after <= now
     for channel, recipient in contacts(reservation):
         delivery_id = await session.scalar(
             insert(Delivery)
@@ -149,11 +173,12 @@ async def plan_deliveries(
             continue
         # No reservation lock: a message scheduled days ahead must not hold up the
         # reservation's other work. The row's status keeps it to one send.
-        await defer(
+        later = now + SEND_NOW_BACKSTOP if here else send_after
+        job_id = await defer(
             session,
             send_delivery,
-            schedule_at=send_after if send_after > now else None,
+            schedule_at=later if later > now else None,
             delivery_id=str(delivery_id),
         )
-        planned.append(delivery_id)
+        planned.append(Planned(delivery_id, job_id if here else None))
     return planned

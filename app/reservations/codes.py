@@ -18,14 +18,16 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callbacks.service import notify
-from app.db import utcnow
-from app.delivery.service import plan_deliveries
+from app.db import reading, utcnow
+from app.delivery.flows import send_planned
+from app.delivery.service import Planned, plan_deliveries
 from app.reservations import doors
 from app.reservations.models import AccessMethod, CodeState, Reservation, ReservationStatus
 from app.runtime import Runtime
 from app.seam.client import AccessMethodState
 from app.seam.errors import SeamNotFound
 from app.timeline import TimelineKind, record_event
+from app.webhooks.models import InboxOutcome, SeamWebhook
 
 log = structlog.get_logger(__name__)
 
@@ -40,26 +42,29 @@ async def refresh_access_method(
     access_method_id: str,
     access_grant_ids: Sequence[str] = (),
     seam_event: str | None = None,
-) -> None:
+    webhook_id: uuid.UUID | None = None,
+) -> bool:
     """Re-read an access method from Seam and, when its code is issued (or new), make it the
-    reservation's current code. `access_grant_ids`: the grants the event says it belongs to."""
+    reservation's current code. `access_grant_ids`: the grants the event says it belongs to.
+    `webhook_id`: the event that asked, marked processed with the code when one is stored;
+    returns whether it was."""
     try:
         state = await runtime.seam.get_access_method(access_method_id)
     except SeamNotFound:
         await _method_gone(runtime, reservation_id, access_method_id)
-        return
+        return False
     if not state.is_issued or not state.code:
         log.info("reservations.code.not_issued_yet", access_method_id=access_method_id)
-        return
+        return False
     if not await _belongs_to_reservation(runtime, reservation_id, state, access_grant_ids):
-        return
+        return False
     opened = await runtime.seam.doors_of([access_method_id])
 
     async with runtime.sessionmaker() as session:
         reservation = await session.get(Reservation, reservation_id, with_for_update=True)
         assert reservation is not None
         if reservation.status == ReservationStatus.CANCELLED or reservation.access_grant_id is None:
-            return
+            return False
         method = await session.scalar(
             select(AccessMethod).where(AccessMethod.access_method_id == access_method_id)
         )
@@ -74,7 +79,7 @@ async def refresh_access_method(
             )
             session.add(method)
         if method.state != CodeState.CURRENT:
-            return  # superseded or revoked: that code is no longer the guest's
+            return False  # superseded or revoked: that code is no longer the guest's
         previous = (
             runtime.cipher.decrypt(method.code_ciphertext) if method.code_ciphertext else None
         )
@@ -98,8 +103,9 @@ async def refresh_access_method(
         reservation.warnings = doors.merge_warnings(
             reservation.warnings, drop_codes=ISSUING_WARNINGS
         )
+        planned: list[Planned] = []
         if new_code:
-            await _announce_new_code(
+            planned = await _announce_new_code(
                 runtime,
                 session,
                 reservation=reservation,
@@ -108,11 +114,23 @@ async def refresh_access_method(
                 reason="backup code" if state.is_backup_code else seam_event,
                 door_names=[door.name for door in opened],
             )
+        if webhook_id is not None:
+            await session.execute(
+                update(SeamWebhook)
+                .where(SeamWebhook.id == webhook_id)
+                .values(outcome=InboxOutcome.PROCESSED.value, processed_at=utcnow())
+            )
         await session.commit()
     if new_code:
         log.info(
             "reservations.code.stored", reservation_id=str(reservation_id), new=previous is None
         )
+    # Messages due now go out from here, recorded first so they cannot repeat; each has a
+    # job waiting in case this one dies first.
+    for delivery in planned:
+        if delivery.backstop_job_id is not None:
+            await send_planned(runtime, delivery)
+    return webhook_id is not None
 
 
 async def _announce_new_code(
@@ -124,7 +142,7 @@ async def _announce_new_code(
     first: bool,
     reason: str | None,
     door_names: list[str],
-) -> None:
+) -> list[Planned]:
     if reservation.status != ReservationStatus.FAILED:
         reservation.status = ReservationStatus.ISSUED.value
     reservation.last_error = None
@@ -138,12 +156,13 @@ async def _announce_new_code(
         access_method_id=method.access_method_id,
         doors=door_names,
     )
-    await plan_deliveries(
+    planned = await plan_deliveries(
         session,
         reservation=reservation,
         method=method,
         kind="new_code",
         lead=runtime.settings.guestkey_delivery_lead,
+        send_now=True,
     )
     await notify(
         session,
@@ -151,6 +170,7 @@ async def _announce_new_code(
         event_type="reservation.issued" if first else "reservation.code_changed",
         enabled=runtime.settings.guestkey_callback_url is not None,
     )
+    return planned
 
 
 async def supersede_codes(
@@ -198,15 +218,20 @@ async def _belongs_to_reservation(
     """An access method guestkey stored is the reservation's; one it has not stored yet is
     only when it belongs to the reservation's current grant — as the event says, or else as
     Seam lists the grant's methods."""
-    async with runtime.sessionmaker() as session:
-        stored = await session.scalar(
-            select(AccessMethod.reservation_id).where(
-                AccessMethod.access_method_id == state.access_method_id
+    async with reading(runtime.sessionmaker) as session:
+        stored, grant_id = (
+            await session.execute(
+                select(
+                    select(AccessMethod.reservation_id)
+                    .where(AccessMethod.access_method_id == state.access_method_id)
+                    .scalar_subquery(),
+                    select(Reservation.access_grant_id)
+                    .where(Reservation.id == reservation_id)
+                    .scalar_subquery(),
+                )
             )
-        )
-        grant_id = await session.scalar(
-            select(Reservation.access_grant_id).where(Reservation.id == reservation_id)
-        )
+        ).one()
+    belongs: bool
     if stored is not None:
         belongs = stored == reservation_id
     elif grant_id is None:

@@ -184,21 +184,30 @@ async def store_granted_doors(
 ) -> None:
     """The doors Seam names for an issued code are granted, under Seam's names. A space the
     booking system asked for stays listed only while Seam names no door in it."""
-    for position, door in enumerate(doors):
+    rows = {
+        (door.type, door.id): {
+            "id": uuid.uuid4(),
+            "reservation_id": reservation_id,
+            "door_type": door.type,
+            "door_id": door.id,
+            "name": door.name,
+            "state": DoorState.GRANTED.value,
+            "position": position,
+        }
+        for position, door in reversed(list(enumerate(doors)))  # the first of a repeated door
+    }
+    if rows:
+        statement = insert(ReservationDoor).values(
+            sorted(rows.values(), key=lambda row: row["position"])
+        )
         await session.execute(
-            insert(ReservationDoor)
-            .values(
-                id=uuid.uuid4(),
-                reservation_id=reservation_id,
-                door_type=door.type,
-                door_id=door.id,
-                name=door.name,
-                state=DoorState.GRANTED.value,
-                position=position,
-            )
-            .on_conflict_do_update(
+            statement.on_conflict_do_update(
                 index_elements=["reservation_id", "door_type", "door_id"],
-                set_={"name": door.name, "state": DoorState.GRANTED.value, "reason": None},
+                set_={
+                    "name": statement.excluded.name,
+                    "state": DoorState.GRANTED.value,
+                    "reason": None,
+                },
             )
         )
     if any(door.type != "space" for door in doors):

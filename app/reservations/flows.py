@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callbacks.service import notify
-from app.db import utcnow
+from app.db import reading, utcnow
 from app.delivery.service import plan_for_issued_codes, reschedule_waiting
 from app.metrics import GRANTS_MISSING
 from app.reservations import codes, doors
@@ -118,19 +118,41 @@ MAX_SYNC_STEPS = 4
 
 
 async def sync_reservation(runtime: Runtime, *, reservation_id: uuid.UUID) -> None:
+    wanted: Wanted | None = None
     for _ in range(MAX_SYNC_STEPS):
-        async with runtime.sessionmaker() as session:
-            reservation = await session.get(Reservation, reservation_id)
-            if reservation is None:
+        if wanted is None:
+            wanted = await _read_wanted(runtime, reservation_id)
+            if wanted is None:
                 return
-            wanted = Wanted.of(reservation)
-        if not await _sync_step(runtime, wanted):
+        step = await _sync_step(runtime, wanted)
+        if step is False:
             return
+        # A step that wrote the row under its lock hands over what it wrote: no re-read.
+        wanted = step if isinstance(step, Wanted) else None
     log.warning("reservations.sync.unsettled", reservation_id=str(reservation_id))
 
 
-async def _sync_step(runtime: Runtime, wanted: Wanted) -> bool:
-    """One step towards the reservation at Seam; False when there was nothing (more) to do."""
+async def _read_wanted(runtime: Runtime, reservation_id: uuid.UUID) -> Wanted | None:
+    """The reservation as it stands, with the guest's Seam identity when guestkey knows it
+    from an earlier grant (in the same read)."""
+    async with reading(runtime.sessionmaker) as session:
+        reservation = await session.get(Reservation, reservation_id)
+        if reservation is None:
+            return None
+        wanted = Wanted.of(reservation)
+        if wanted.user_identity_id is None and wanted.access_grant_id is None:
+            known: str | None = await session.scalar(
+                select(SeamIdentity.user_identity_id).where(
+                    SeamIdentity.user_identity_key == wanted.guest.user_identity_key
+                )
+            )
+            wanted = dataclasses.replace(wanted, user_identity_id=known)
+        return wanted
+
+
+async def _sync_step(runtime: Runtime, wanted: Wanted) -> Wanted | bool:
+    """One step towards the reservation at Seam; False when there was nothing (more) to do,
+    else True or the reservation as the step left it."""
     logger = log.bind(reservation_id=str(wanted.id))
     try:
         if wanted.status == ReservationStatus.CANCELLED:
@@ -139,8 +161,8 @@ async def _sync_step(runtime: Runtime, wanted: Wanted) -> bool:
         if wanted.status == ReservationStatus.FAILED:
             return False
         if wanted.access_grant_id is None:
-            await _create_grant(runtime, wanted)
-        elif wanted.replacing_grant_id not in (None, wanted.access_grant_id):
+            return await _create_grant(runtime, wanted)
+        if wanted.replacing_grant_id not in (None, wanted.access_grant_id):
             await _delete_replaced_grant(runtime, wanted)
         elif (
             wanted.replacing_grant_id is not None
@@ -181,26 +203,13 @@ def _window(granted: dict[str, Any]) -> dict[str, str]:
     }
 
 
-async def _known_identity(runtime: Runtime, wanted: Wanted) -> str | None:
-    """The guest's Seam identity, when guestkey made or found it for an earlier grant."""
-    if wanted.user_identity_id is not None:
-        return wanted.user_identity_id
-    async with runtime.sessionmaker() as session:
-        found: str | None = await session.scalar(
-            select(SeamIdentity.user_identity_id).where(
-                SeamIdentity.user_identity_key == wanted.guest.user_identity_key
-            )
-        )
-        return found
-
-
 async def _find_or_create(runtime: Runtime, wanted: Wanted) -> tuple[Grant, bool]:
     """Create first, look up only when Seam refuses: a grant key is unique in the workspace,
     and so is a guest's inline identity, so a refusal is what tells a retried create (whose
     first answer was lost) from a new stay. A guest whose identity guestkey already knows is
     created for that identity at once; an unknown returning guest costs three more calls."""
     seam = runtime.seam
-    identity_id = await _known_identity(runtime, wanted)
+    identity_id = wanted.user_identity_id  # the guest's, when guestkey made or found it before
     create = functools.partial(
         seam.create_grant,
         access_grant_key=wanted.access_grant_key,
@@ -227,14 +236,15 @@ async def _find_or_create(runtime: Runtime, wanted: Wanted) -> tuple[Grant, bool
     return await create(user_identity_id=identity_id), True
 
 
-async def _create_grant(runtime: Runtime, wanted: Wanted) -> None:
+async def _create_grant(runtime: Runtime, wanted: Wanted) -> Wanted | bool:
     grant, made = await _find_or_create(runtime, wanted)
-    await _store_grant(runtime, wanted, grant, made)
+    return await _store_grant(runtime, wanted, grant, made)
 
 
-async def _store_grant(runtime: Runtime, wanted: Wanted, grant: Grant, made: bool) -> None:
+async def _store_grant(runtime: Runtime, wanted: Wanted, grant: Grant, made: bool) -> Wanted | bool:
     """The grant is the reservation's from now on: its doors start pending, the doors Seam
-    left out are marked, and the codes of a grant it replaces are superseded."""
+    left out are marked, and the codes of a grant it replaces are superseded. Returns the
+    reservation as stored (True when a failure was recorded after)."""
     # A grant found by key may predate a change (its create's answer was lost): record the
     # times and doors Seam holds, so the sync's next step moves or replaces it.
     held_window = {
@@ -276,7 +286,9 @@ async def _store_grant(runtime: Runtime, wanted: Wanted, grant: Grant, made: boo
             **({"replaces_access_grant_id": replaced} if replaced else {}),
         )
         await doors.mark_doors(session, reservation_id=wanted.id, problems=problems)
-        hopeless = await doors.none_can_open(session, reservation_id=wanted.id)
+        # With no door left out, every door of the new grant is pending: some can open.
+        hopeless = bool(problems) and await doors.none_can_open(session, reservation_id=wanted.id)
+        stored = Wanted.of(reservation)
         await session.commit()
     log.info(
         "reservations.grant.created",
@@ -287,6 +299,8 @@ async def _store_grant(runtime: Runtime, wanted: Wanted, grant: Grant, made: boo
     if hopeless:
         reasons = "; ".join(dict.fromkeys(problem.message for problem in problems))
         await _mark_failed(runtime, wanted, f"no door of this stay can take a PIN code: {reasons}")
+        return True
+    return stored
 
 
 async def _remember_identity(session: AsyncSession, guest: GuestIdentity, identity: str) -> None:

@@ -1,18 +1,20 @@
 """From a stored Seam event to its effect on a reservation.
 
 Routing (`route_seam_event`) only reads guestkey's own tables; the work itself
-(`apply_seam_event`) runs under the reservation's job lock, so it never overlaps the
-reservation's sync. Events are hints: whatever they say, state is re-read from Seam.
+(`apply_seam_events`, one job for all the events routed to a reservation) runs under the
+reservation's job lock, so it never overlaps the reservation's sync. Events are hints:
+whatever they say, state is re-read from Seam.
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -30,7 +32,7 @@ from app.runtime import Runtime
 from app.timeline import TimelineKind, record_event
 from app.webhooks.events import ACCESS_METHOD_CODE_EVENTS, HANDLED_EVENTS, UNHANDLED
 from app.webhooks.models import InboxOutcome, SeamWebhook
-from app.webhooks.service import find_reservation, finish, route_to, strings
+from app.webhooks.service import LOCK_EVENTS, find_reservation, finish, route_to, strings
 from app.worker.retry import RetryLater
 
 log = structlog.get_logger(__name__)
@@ -65,34 +67,81 @@ async def route_seam_event(runtime: Runtime, *, webhook_id: uuid.UUID) -> None:
         await session.commit()
 
 
-async def apply_seam_event(
-    runtime: Runtime, *, reservation_id: uuid.UUID, webhook_id: uuid.UUID
+async def apply_seam_events(
+    runtime: Runtime, *, reservation_id: uuid.UUID, webhook_id: uuid.UUID | None = None
 ) -> None:
+    """Apply every event routed to the reservation, in the order they were received: runs of
+    events that need no Seam call in one transaction each; a code event re-reads the code
+    from Seam (and sends it, see `codes.refresh_access_method`). `webhook_id`: a job enqueued
+    for one event, before events named their reservation."""
     async with runtime.sessionmaker() as session:
-        webhook = await session.get(SeamWebhook, webhook_id)
-        if webhook is None or webhook.payload is None:
-            return
-        payload, event_type = webhook.payload, webhook.event_type or ""
-        log.info("webhooks.seam.apply", event_type=event_type, reservation_id=str(reservation_id))
-        access_method_id = payload.get("access_method_id")
-        if event_type not in ACCESS_METHOD_CODE_EVENTS or not isinstance(access_method_id, str):
-            # Nothing to ask Seam: the record and the event's outcome in one transaction.
-            await _record_seam_event(session, reservation_id, event_type, payload)
-            await finish(session, webhook_id, InboxOutcome.PROCESSED)
-            await session.commit()
-            return
+        if webhook_id is not None:
+            await session.execute(
+                update(SeamWebhook)
+                .where(
+                    SeamWebhook.id == webhook_id,
+                    SeamWebhook.outcome == InboxOutcome.ROUTED.value,
+                    SeamWebhook.reservation_id.is_(None),
+                )
+                .values(reservation_id=reservation_id)
+            )
+        await session.execute(LOCK_EVENTS, {"reservation_id": reservation_id})
+        events = (
+            await session.execute(
+                select(SeamWebhook.id, SeamWebhook.event_type, SeamWebhook.payload)
+                .where(
+                    SeamWebhook.reservation_id == reservation_id,
+                    SeamWebhook.outcome == InboxOutcome.ROUTED.value,
+                )
+                .order_by(SeamWebhook.received_at, SeamWebhook.id)
+            )
+        ).all()
+        runs = [
+            (asks_seam, [Event(*event) for event in run])
+            for asks_seam, run in itertools.groupby(events, key=lambda e: _asks_seam(e[1], e[2]))
+        ]
+        if runs and not runs[0][0]:
+            # The first run is applied in the transaction that read the events.
+            await _record_seam_events(session, reservation_id, runs.pop(0)[1])
+        await session.commit()
+    for asks_seam, run in runs:
+        if not asks_seam:
+            async with runtime.sessionmaker() as session:
+                await _record_seam_events(session, reservation_id, run)
+                await session.commit()
+            continue
+        for event in run:
+            await _refresh_code(runtime, reservation_id, event)
 
-    # A code event: re-read the code from Seam.
-    await codes.refresh_access_method(
+
+class Event(NamedTuple):
+    id: uuid.UUID
+    event_type: str | None
+    payload: dict[str, Any] | None
+
+
+def _asks_seam(event_type: str | None, payload: dict[str, Any] | None) -> bool:
+    return event_type in ACCESS_METHOD_CODE_EVENTS and isinstance(
+        (payload or {}).get("access_method_id"), str
+    )
+
+
+async def _refresh_code(runtime: Runtime, reservation_id: uuid.UUID, event: Event) -> None:
+    """A code event: re-read the code from Seam; the event is done with the code stored."""
+    payload = event.payload or {}
+    log.info("webhooks.seam.apply", event_type=event.event_type, reservation_id=str(reservation_id))
+    finished = await codes.refresh_access_method(
         runtime,
         reservation_id=reservation_id,
-        access_method_id=access_method_id,
+        access_method_id=payload["access_method_id"],
         access_grant_ids=strings(payload.get("access_grant_id"), payload.get("access_grant_ids")),
-        seam_event=event_type,
+        seam_event=event.event_type,
+        webhook_id=event.id,
     )
-    async with runtime.sessionmaker() as session:
-        await finish(session, webhook_id, InboxOutcome.PROCESSED)
-        await session.commit()
+    if not finished:  # no code stored with it
+        async with runtime.sessionmaker() as session:
+            await finish(session, event.id, InboxOutcome.PROCESSED)
+            await session.commit()
 
 
 def _detail(payload: dict[str, Any]) -> dict[str, Any]:
@@ -103,14 +152,23 @@ def _detail(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _record_seam_event(
-    session: AsyncSession, reservation_id: uuid.UUID, event_type: str, payload: dict[str, Any]
+async def _record_seam_events(
+    session: AsyncSession, reservation_id: uuid.UUID, events: list[Event]
 ) -> None:
-    """Events that change what guestkey shows, not what it sends."""
+    """Events that change what guestkey shows, not what it sends: each one's record, and
+    their outcome, in the caller's transaction."""
     reservation = await session.get(Reservation, reservation_id, with_for_update=True)
     assert reservation is not None
-    handler = _HANDLERS.get(event_type, _method_problem)
-    await handler(session, reservation, event_type, payload)
+    for event in events:
+        event_type = event.event_type or ""
+        log.info("webhooks.seam.apply", event_type=event_type, reservation_id=str(reservation_id))
+        handler = _HANDLERS.get(event_type, _method_problem)
+        await handler(session, reservation, event_type, event.payload or {})
+    await session.execute(
+        update(SeamWebhook)
+        .where(SeamWebhook.id.in_([event.id for event in events]))
+        .values(outcome=InboxOutcome.PROCESSED.value, outcome_reason=None, processed_at=utcnow())
+    )
 
 
 async def _method_removed(

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, Text, func
+from sqlalchemy import Index, Integer, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -28,7 +28,15 @@ class SeamWebhook(Base):
     """
 
     __tablename__ = "seam_webhook"
-    __table_args__ = (Index("ix_seam_webhook_received_at", "received_at"),)
+    __table_args__ = (
+        Index("ix_seam_webhook_received_at", "received_at"),
+        Index(
+            "ix_seam_webhook_routed",
+            "reservation_id",
+            "received_at",
+            postgresql_where=text("outcome = 'routed'"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     svix_id: Mapped[str] = mapped_column(Text, unique=True)
@@ -43,3 +51,5 @@ class SeamWebhook(Base):
     outcome_reason: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
     processed_at: Mapped[datetime | None]
+    # A routed event's reservation: its job applies every event routed to it, in order.
+    reservation_id: Mapped[uuid.UUID | None]

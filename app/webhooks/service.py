@@ -9,8 +9,19 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
 import structlog
-from sqlalchemy import Table, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    Table,
+    Text,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -90,6 +101,66 @@ def parse_event(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
 _INBOX = cast(Table, SeamWebhook.__table__)
 _INSERT = insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.id)
 
+# The events of one reservation are applied by one job (`flows.apply_seam_events`) that takes every
+# event routed to the reservation, in order. An event is stored as routed, naming its
+# reservation, and that job is enqueued unless one is already waiting; the job reads the
+# events under an exclusive advisory lock that every routing transaction holds shared from
+# before its insert until its commit, so a waiting job cannot miss an event whose routing saw
+# it waiting (the job's read waits for that commit), and an event routed after the job's read
+# finds no job waiting and enqueues the next one.
+EVENTS_TASK = "webhooks.apply_seam_event"
+_EVENTS_LOCK_KEY = "hashtextextended('reservation-events:' || CAST(:reservation_id AS text), 0)"
+_LOCK_SHARED = text(f"SELECT pg_advisory_xact_lock_shared({_EVENTS_LOCK_KEY})")
+LOCK_EVENTS = text(f"SELECT pg_advisory_xact_lock({_EVENTS_LOCK_KEY})")
+# The same shared lock, taken in the look-up that finds the reservation.
+_LOCK_SHARED_COLUMN = func.pg_advisory_xact_lock_shared(
+    func.hashtextextended(
+        literal_column("'reservation-events:'", Text) + sql_cast(Reservation.id, Text), 0
+    )
+)
+# The job, unless one is waiting: procrastinate's own unique index on a waiting job's
+# queueing lock decides, with no savepoint and no error.
+_ENQUEUE_EVENTS = text(
+    """
+    INSERT INTO procrastinate_jobs (queue_name, task_name, priority, lock, queueing_lock, args)
+    VALUES ('default', :task_name, :priority, :lock, :queueing_lock, :args)
+    ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
+    """
+).bindparams(bindparam("args", type_=JSONB))
+# Intake's one statement for a routed event: the row and, when it is new, the same job.
+_INSERT_ROUTED = text(
+    """
+    WITH event AS (
+        INSERT INTO seam_webhook
+            (id, svix_id, event_id, event_type, payload, outcome, processed_at, reservation_id)
+        VALUES (:id, :svix_id, :event_id, :event_type, :payload, :outcome, :processed_at,
+                :reservation_id)
+        ON CONFLICT DO NOTHING
+        RETURNING id
+    ), job AS (
+        INSERT INTO procrastinate_jobs
+            (queue_name, task_name, priority, lock, queueing_lock, args)
+        SELECT 'default', :task_name, :priority, :lock, :queueing_lock, :args FROM event
+        ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
+    )
+    SELECT id FROM event
+    """
+).bindparams(bindparam("payload", type_=JSONB), bindparam("args", type_=JSONB))
+
+
+def _events_job(route: Route) -> dict[str, Any]:
+    """The parameters of a reservation's events job. Until guestkey has stored the grant,
+    the job waits for the reservation's first sync, so it must not outrank that sync: a
+    waiting job of higher priority holds back every job of lower priority under the same
+    lock."""
+    return {
+        "task_name": EVENTS_TASK,
+        "priority": int(Priority.STAY if route.granted else Priority.NEW_STAY),
+        "lock": reservation_lock(route.reservation_id),
+        "queueing_lock": f"reservation-events:{route.reservation_id}",
+        "args": {"reservation_id": str(route.reservation_id)},
+    }
+
 
 async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) -> Intake:
     payload, problem = parse_event(body)
@@ -101,7 +172,7 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
         handled = payload["event_type"] in HANDLED_EVENTS
         door_event = payload["event_type"] in DOOR_EVENTS
         if handled:
-            route = await find_reservation(session, payload)
+            route = await find_reservation(session, payload, lock=True)
         row |= {
             "event_id": payload["event_id"],
             "event_type": payload["event_type"],
@@ -128,7 +199,13 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
             "outcome_reason": problem,
             "processed_at": utcnow(),
         }
-    inserted = await session.scalar(_INSERT, row)
+    if route is not None:
+        del row["outcome_reason"]
+        inserted = await session.scalar(
+            _INSERT_ROUTED, row | {"reservation_id": route.reservation_id} | _events_job(route)
+        )
+    else:
+        inserted = await session.scalar(_INSERT, row)
     if inserted is None:
         return Intake("duplicate")
     if problem is not None:
@@ -139,8 +216,8 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
         return Intake("accepted")
     if not handled:
         return Intake("ignored")  # stored for the record; no job, nothing to do
-
-    await enqueue_handling(session, webhook_id=inserted, route=route)
+    if route is None:
+        await enqueue_routing(session, webhook_id=inserted)
     return Intake("accepted")
 
 
@@ -159,19 +236,31 @@ class Route(NamedTuple):
     granted: bool  # guestkey has stored the reservation's grant (its first sync is done)
 
 
-async def find_reservation(session: AsyncSession, payload: dict[str, Any]) -> Route | None:
-    """By our grant key, the access method id, or the grant id(s) the event names."""
+async def find_reservation(
+    session: AsyncSession, payload: dict[str, Any], *, lock: bool = False
+) -> Route | None:
+    """By our grant key, the access method id, or the grant id(s) the event names. `lock`:
+    the caller routes the event in this transaction, so the found reservation's events lock
+    is taken (shared, until the transaction ends): in the look-up itself when the event names
+    a grant key, as Seam's do."""
     keys = strings(payload.get("access_grant_key"), payload.get("access_grant_keys"))
     if keys:
+        query = select(Reservation.id, Reservation.access_grant_id.is_not(None))
+        if lock:
+            query = query.add_columns(_LOCK_SHARED_COLUMN)
         row = (
-            await session.execute(
-                select(Reservation.id, Reservation.access_grant_id.is_not(None))
-                .where(Reservation.access_grant_key.in_(keys))
-                .limit(1)
-            )
+            await session.execute(query.where(Reservation.access_grant_key.in_(keys)).limit(1))
         ).first()
         if row is not None:
-            return Route(row[0], bool(row[1]))
+            reservation_id: uuid.UUID = row[0]
+            return Route(reservation_id, bool(row[1]))
+    route = await _find_by_seam_ids(session, payload)
+    if route is not None and lock:
+        await session.execute(_LOCK_SHARED, {"reservation_id": route.reservation_id})
+    return route
+
+
+async def _find_by_seam_ids(session: AsyncSession, payload: dict[str, Any]) -> Route | None:
     method_ids = strings(payload.get("access_method_id"))
     grant_ids = strings(payload.get("access_grant_id"), payload.get("access_grant_ids"))
     if method_ids or grant_ids:
@@ -206,48 +295,42 @@ async def finish(
     )
 
 
-async def enqueue_handling(
-    session: AsyncSession, *, webhook_id: uuid.UUID, route: Route | None
-) -> None:
-    """Enqueue the work for a stored, handled event, in the caller's transaction: straight
-    to the reservation's queue when intake found whose it is (`find_reservation`, one
-    indexed read; the event is then stored as routed), else to routing, which retries while
-    the grant may still be on its way."""
-    if route is None:
-        from app.webhooks.tasks import process_seam_event  # tasks import this module
+async def enqueue_routing(session: AsyncSession, *, webhook_id: uuid.UUID) -> None:
+    """A stored, handled event whose reservation intake did not find goes to routing, which
+    retries while the grant may still be on its way (in the caller's transaction)."""
+    from app.webhooks.tasks import process_seam_event  # tasks import this module
 
-        await defer(session, process_seam_event, webhook_id=str(webhook_id))
-        return
-    await _defer_apply(session, webhook_id, route)
+    await defer(session, process_seam_event, webhook_id=str(webhook_id))
 
 
 async def enqueue_stored(
     session: AsyncSession, *, webhook_id: uuid.UUID, payload: dict[str, Any]
 ) -> None:
-    """`enqueue_handling` for an event already stored as received (the events.list catch-up)."""
-    route = await find_reservation(session, payload)
+    """Route an event already stored as received (the events.list catch-up), or hand it to
+    routing."""
+    route = await find_reservation(session, payload, lock=True)
     if route is None:
-        await enqueue_handling(session, webhook_id=webhook_id, route=None)
+        await enqueue_routing(session, webhook_id=webhook_id)
         return
-    await route_to(session, webhook_id, route)
+    await route_to(session, webhook_id, route, locked=True)
 
 
-async def route_to(session: AsyncSession, webhook_id: uuid.UUID, route: Route) -> None:
-    await finish(session, webhook_id, InboxOutcome.ROUTED)
-    await _defer_apply(session, webhook_id, route)
-
-
-async def _defer_apply(session: AsyncSession, webhook_id: uuid.UUID, route: Route) -> None:
-    """Hand the event to its reservation's queue. Until guestkey has stored the grant, the
-    event waits for the reservation's first sync, so it must not outrank that sync: a waiting
-    job of higher priority holds back every job of lower priority under the same lock."""
-    from app.webhooks.tasks import apply_seam_event as apply_task  # tasks import this module
-
-    await defer(
-        session,
-        apply_task,
-        lock=reservation_lock(route.reservation_id),
-        priority=None if route.granted else Priority.NEW_STAY,
-        reservation_id=str(route.reservation_id),
-        webhook_id=str(webhook_id),
+async def route_to(
+    session: AsyncSession, webhook_id: uuid.UUID, route: Route, *, locked: bool = False
+) -> None:
+    """Route a stored event to its reservation, and enqueue the reservation's events job
+    unless one is waiting. `locked`: the caller's `find_reservation(lock=True)` holds the
+    reservation's events lock already."""
+    if not locked:
+        await session.execute(_LOCK_SHARED, {"reservation_id": route.reservation_id})
+    await session.execute(
+        update(SeamWebhook)
+        .where(SeamWebhook.id == webhook_id)
+        .values(
+            outcome=InboxOutcome.ROUTED.value,
+            outcome_reason=None,
+            processed_at=utcnow(),
+            reservation_id=route.reservation_id,
+        )
     )
+    await session.execute(_ENQUEUE_EVENTS, _events_job(route))

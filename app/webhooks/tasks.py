@@ -5,6 +5,7 @@ import uuid
 import procrastinate
 
 from app.webhooks import flows
+from app.webhooks.service import EVENTS_TASK
 from app.worker.app import jobs, observed, runtime_of
 from app.worker.queue import Priority
 from app.worker.retry import RETRY
@@ -19,14 +20,15 @@ async def process_seam_event(context: procrastinate.JobContext, webhook_id: str)
     await flows.route_seam_event(runtime_of(context), webhook_id=uuid.UUID(webhook_id))
 
 
-@jobs.task(name="webhooks.apply_seam_event", pass_context=True, retry=RETRY, priority=Priority.STAY)
-@observed("webhooks.apply_seam_event")
+@jobs.task(name=EVENTS_TASK, pass_context=True, retry=RETRY, priority=Priority.STAY)
+@observed(EVENTS_TASK)
 async def apply_seam_event(
-    context: procrastinate.JobContext, reservation_id: str, webhook_id: str
+    context: procrastinate.JobContext, reservation_id: str, webhook_id: str | None = None
 ) -> None:
-    """Act on a Seam event for one reservation (under the reservation's lock)."""
-    await flows.apply_seam_event(
+    """Act on the Seam events routed to one reservation (under the reservation's lock).
+    `webhook_id`: a job enqueued for one event by an earlier guestkey."""
+    await flows.apply_seam_events(
         runtime_of(context),
         reservation_id=uuid.UUID(reservation_id),
-        webhook_id=uuid.UUID(webhook_id),
+        webhook_id=uuid.UUID(webhook_id) if webhook_id else None,
     )

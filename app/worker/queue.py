@@ -36,12 +36,13 @@ async def defer(
     priority: Priority | None = None,
     lock_is_new: bool = False,
     **arguments: Any,
-) -> bool:
-    """Enqueue `task` on the session's own connection, inside its transaction.
+) -> int | None:
+    """Enqueue `task` on the session's own connection, inside its transaction, and return the
+    job's id.
 
     The job exists if and only if the caller commits. With a `queueing_lock`, a job that is
     already waiting makes this one redundant: it is skipped (in a savepoint, so the caller's
-    transaction goes on) and False is returned. `lock_is_new`: the queueing lock names
+    transaction goes on) and None is returned. `lock_is_new`: the queueing lock names
     something this transaction created, so no job can hold it yet and no savepoint is needed.
     """
     connection = await session.connection()
@@ -57,13 +58,11 @@ async def defer(
     )
     if queueing_lock is None or lock_is_new:
         # Nothing to skip: no savepoint (two round trips fewer on every webhook and new PUT).
-        await configured.defer_async(**arguments)
-        return True
+        return await configured.defer_async(**arguments)
     try:
         # psycopg makes this a SAVEPOINT inside the caller's open transaction.
         async with driver_connection.transaction():
-            await configured.defer_async(**arguments)
+            return await configured.defer_async(**arguments)
     except AlreadyEnqueued:
         log.debug("jobs.already_enqueued", task=task.name, queueing_lock=queueing_lock)
-        return False
-    return True
+        return None

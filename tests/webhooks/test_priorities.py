@@ -59,10 +59,28 @@ async def test_an_issued_code_goes_out_before_a_newer_reservations_grant_is_made
 
         order = await started_jobs(runtime)
         # Enqueued last, the first stay's event and email still run before the second stay's
-        # first sync (oldest-first would have run that sync before either).
+        # first sync (oldest-first would have run that sync before either). The email goes out
+        # from the event's own job: its backstop job never runs.
         second_sync = order.index(("reservations.sync", "second"))
         assert ("webhooks.apply_seam_event", "first") in order[:second_sync], order
-        assert ("delivery.send", "-") in order[:second_sync], order
+        assert ("delivery.send", "-") not in order, order
+        async with runtime.engine.connect() as connection:
+            sent_first = await connection.scalar(
+                text(
+                    "SELECT delivery.sent_at < (SELECT min(event.at) "
+                    "  FROM procrastinate_events AS event "
+                    "  JOIN procrastinate_jobs AS job ON job.id = event.job_id "
+                    "  JOIN reservation ON reservation.id::text = job.args->>'reservation_id' "
+                    "  WHERE event.type = 'started' AND reservation.reservation_key = 'second') "
+                    "FROM delivery JOIN reservation ON reservation.id = delivery.reservation_id "
+                    "WHERE reservation.reservation_key = 'first'"
+                )
+            )
+            backstops = await connection.scalar(
+                text("SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'delivery.send'")
+            )
+        assert sent_first is True
+        assert backstops == 0
         assert len(mailbox.to("ada@example.com")) == 1
         assert mailbox.to("bo@example.com") == []
 
