@@ -113,11 +113,11 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 @contextlib.asynccontextmanager
-async def reading(
+async def autocommit(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
-    """A session that only reads: its statements run outside a transaction (no BEGIN and no
-    ROLLBACK, two round trips fewer), each seeing what was committed when it started."""
+    """A session whose every statement is a transaction of its own (no BEGIN and no COMMIT or
+    ROLLBACK: two round trips fewer): for reads, and for work done in one statement."""
     async with sessionmaker() as session:
         await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield session

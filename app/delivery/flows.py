@@ -9,7 +9,7 @@ finds it locked or already sent. A crash mid-send releases the lock and the retr
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import select, text, update
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.callbacks.service import notify
-from app.db import utcnow
+from app.db import autocommit, utcnow
 from app.delivery.channels import DeliveryFailed
 from app.delivery.messages import GuestMessage, render_email, render_sms
 from app.delivery.models import Delivery, DeliveryStatus
@@ -28,7 +28,7 @@ from app.reservations.doors import granted_door_names
 from app.reservations.models import AccessMethod, CodeState, Reservation, ReservationStatus
 from app.runtime import Runtime
 from app.timeline import TimelineKind, record_event
-from app.worker.retry import RetryLater
+from app.worker.retry import RETRY, RetryLater
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +40,9 @@ FINISHED = (
 )
 
 
+_RESCHEDULE_WAITING_JOB = text(
+    "UPDATE procrastinate_jobs SET scheduled_at = :at WHERE id = :id AND status = 'todo'"
+)
 _DELETE_WAITING_JOB = text("DELETE FROM procrastinate_jobs WHERE id = :id AND status = 'todo'")
 
 
@@ -49,12 +52,19 @@ class TransientDeliveryError(RetryLater):
 
 async def send_planned(runtime: Runtime, planned: Planned) -> None:
     """Send a message its planner committed just now (`plan_deliveries(send_now=True)`). A
-    failure worth retrying is left to the message's backstop job."""
+    failure worth retrying is left to the message's backstop job, brought forward to when a
+    job's first retry would have come."""
     try:
         await send_delivery(
             runtime, delivery_id=planned.delivery_id, backstop_job_id=planned.backstop_job_id
         )
-    except RetryLater:
+    except RetryLater as error:
+        delay = error.retry_after if error.retry_after is not None else RETRY.delay(1)
+        async with autocommit(runtime.sessionmaker) as session:
+            await session.execute(
+                _RESCHEDULE_WAITING_JOB,
+                {"id": planned.backstop_job_id, "at": utcnow() + timedelta(seconds=delay)},
+            )
         log.info("delivery.left_to_job", delivery_id=str(planned.delivery_id))
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callbacks.service import notify
-from app.db import reading, utcnow
+from app.db import autocommit, utcnow
 from app.delivery.flows import send_planned
 from app.delivery.service import Planned, plan_deliveries
 from app.reservations import doors
@@ -218,7 +218,7 @@ async def _belongs_to_reservation(
     """An access method guestkey stored is the reservation's; one it has not stored yet is
     only when it belongs to the reservation's current grant — as the event says, or else as
     Seam lists the grant's methods."""
-    async with reading(runtime.sessionmaker) as session:
+    async with autocommit(runtime.sessionmaker) as session:
         stored, grant_id = (
             await session.execute(
                 select(

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callbacks.service import notify
-from app.db import reading, utcnow
+from app.db import autocommit, utcnow
 from app.delivery.service import plan_for_issued_codes, reschedule_waiting
 from app.metrics import GRANTS_MISSING
 from app.reservations import codes, doors
@@ -135,7 +135,7 @@ async def sync_reservation(runtime: Runtime, *, reservation_id: uuid.UUID) -> No
 async def _read_wanted(runtime: Runtime, reservation_id: uuid.UUID) -> Wanted | None:
     """The reservation as it stands, with the guest's Seam identity when guestkey knows it
     from an earlier grant (in the same read)."""
-    async with reading(runtime.sessionmaker) as session:
+    async with autocommit(runtime.sessionmaker) as session:
         reservation = await session.get(Reservation, reservation_id)
         if reservation is None:
             return None

@@ -40,9 +40,9 @@ async def receive_seam_webhook(request: Request) -> Response:
         WEBHOOKS.labels("rejected", reason).inc()
         log.warning("webhooks.seam.unverified", reason=reason, status=error.status_code)
         raise
-    async with runtime.sessionmaker() as session:
-        intake = await store_delivery(session, svix_id=delivery.message_id, body=delivery.body)
-        await session.commit()
+    intake = await store_delivery(
+        runtime.sessionmaker, svix_id=delivery.message_id, body=delivery.body
+    )
     WEBHOOKS.labels(intake.outcome, intake.reason or "").inc()
     if intake.outcome == "duplicate":
         log.info("webhooks.seam.duplicate", svix_id=delivery.message_id)

@@ -21,10 +21,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import utcnow
+from app.db import autocommit, utcnow
 from app.doors.service import enqueue_refresh as enqueue_door_refresh
 from app.reservations.models import AccessMethod, Reservation
 from app.reservations.service import reservation_lock
@@ -162,33 +162,50 @@ def _events_job(route: Route) -> dict[str, Any]:
     }
 
 
-async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) -> Intake:
+# A handled event naming a grant key, as Seam's do, stored in one statement: the look-up
+# (taking the reservation's events lock), the routed row and, unless one is waiting, the
+# reservation's events job. It stores nothing when no reservation holds the key, or when the
+# delivery is a duplicate: `store_delivery` then takes the general path.
+_INSERT_ROUTED_BY_KEY = text(
+    """
+    WITH found AS (
+        SELECT id, access_grant_id IS NOT NULL AS granted,
+               pg_advisory_xact_lock_shared(
+                   hashtextextended('reservation-events:' || id::text, 0)) AS locked
+        FROM reservation WHERE access_grant_key = ANY(:keys) LIMIT 1
+    ), event AS (
+        INSERT INTO seam_webhook
+            (id, svix_id, event_id, event_type, payload, outcome, processed_at, reservation_id)
+        SELECT :id, :svix_id, :event_id, :event_type, :payload, 'routed', now(), found.id
+        FROM found
+        ON CONFLICT DO NOTHING
+        RETURNING id, reservation_id
+    ), job AS (
+        INSERT INTO procrastinate_jobs
+            (queue_name, task_name, priority, lock, queueing_lock, args)
+        SELECT 'default', :task_name,
+               CASE WHEN found.granted THEN :stay_priority ELSE :new_stay_priority END,
+               'reservation:' || found.id, 'reservation-events:' || found.id,
+               jsonb_build_object('reservation_id', found.id::text)
+        FROM event JOIN found ON found.id = event.reservation_id
+        ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
+    )
+    SELECT id FROM event
+    """
+).bindparams(bindparam("payload", type_=JSONB), bindparam("keys", type_=ARRAY(Text)))
+
+
+async def store_delivery(
+    sessionmaker: async_sessionmaker[AsyncSession], *, svix_id: str, body: bytes
+) -> Intake:
+    """Store a verified delivery once, with the work it asks for. An event guestkey does not
+    act on, a body that is not an event, and a handled event naming its grant key take one
+    statement and no transaction of their own; the rest one transaction."""
     payload, problem = parse_event(body)
-    row: dict[str, Any] = {"id": uuid.uuid4(), "svix_id": svix_id}
-    handled = door_event = False
-    route = None
-    if problem is None:
-        assert payload is not None
-        handled = payload["event_type"] in HANDLED_EVENTS
-        door_event = payload["event_type"] in DOOR_EVENTS
-        if handled:
-            route = await find_reservation(session, payload, lock=True)
-        row |= {
-            "event_id": payload["event_id"],
-            "event_type": payload["event_type"],
-            "payload": redact(payload),
-            "outcome": (
-                InboxOutcome.PROCESSED  # by the door list's refresh, enqueued below
-                if door_event
-                else (InboxOutcome.ROUTED if route else InboxOutcome.RECEIVED)
-                if handled
-                else InboxOutcome.IGNORED
-            ).value,
-            "outcome_reason": None if handled or door_event else UNHANDLED,
-            "processed_at": None if handled and route is None else utcnow(),
-        }
-    else:
-        row |= {
+    if problem is not None:
+        row = {
+            "id": uuid.uuid4(),
+            "svix_id": svix_id,
             "event_id": None,
             "event_type": None,
             # A body that is not a Seam event may hold anything: its digest and length only.
@@ -199,25 +216,87 @@ async def store_delivery(session: AsyncSession, *, svix_id: str, body: bytes) ->
             "outcome_reason": problem,
             "processed_at": utcnow(),
         }
-    if route is not None:
-        del row["outcome_reason"]
-        inserted = await session.scalar(
-            _INSERT_ROUTED, row | {"reservation_id": route.reservation_id} | _events_job(route)
-        )
-    else:
-        inserted = await session.scalar(_INSERT, row)
-    if inserted is None:
-        return Intake("duplicate")
-    if problem is not None:
+        async with autocommit(sessionmaker) as session:
+            if await session.scalar(_INSERT, row) is None:
+                return Intake("duplicate")
         log.error("webhooks.seam.rejected", svix_id=svix_id, reason=problem)
         return Intake("rejected", problem)
-    if door_event:
+
+    assert payload is not None
+    event_type = payload["event_type"]
+    row = {
+        "id": uuid.uuid4(),
+        "svix_id": svix_id,
+        "event_id": payload["event_id"],
+        "event_type": event_type,
+        "payload": redact(payload),
+    }
+    if event_type not in HANDLED_EVENTS and event_type not in DOOR_EVENTS:
+        row |= {
+            "outcome": InboxOutcome.IGNORED.value,
+            "outcome_reason": UNHANDLED,
+            "processed_at": utcnow(),
+        }
+        async with autocommit(sessionmaker) as session:
+            stored = await session.scalar(_INSERT, row)
+        # stored for the record; no job, nothing to do
+        return Intake("ignored" if stored else "duplicate")
+
+    keys = strings(payload.get("access_grant_key"), payload.get("access_grant_keys"))
+    if event_type in HANDLED_EVENTS and keys:
+        async with autocommit(sessionmaker) as session:
+            stored = await session.scalar(
+                _INSERT_ROUTED_BY_KEY,
+                row
+                | {
+                    "keys": keys,
+                    "task_name": EVENTS_TASK,
+                    "stay_priority": int(Priority.STAY),
+                    "new_stay_priority": int(Priority.NEW_STAY),
+                },
+            )
+        if stored is not None:
+            return Intake("accepted")
+
+    async with sessionmaker() as session:
+        intake = await _store_in_transaction(session, row, payload)
+        await session.commit()
+    return intake
+
+
+async def _store_in_transaction(
+    session: AsyncSession, row: dict[str, Any], payload: dict[str, Any]
+) -> Intake:
+    """A door event with its door-list refresh; a handled event with its routing."""
+    if payload["event_type"] in DOOR_EVENTS:
+        row |= {
+            "outcome": InboxOutcome.PROCESSED.value,  # by the door list's refresh
+            "outcome_reason": None,
+            "processed_at": utcnow(),
+        }
+        if await session.scalar(_INSERT, row) is None:
+            return Intake("duplicate")
         await enqueue_door_refresh(session)
         return Intake("accepted")
-    if not handled:
-        return Intake("ignored")  # stored for the record; no job, nothing to do
-    if route is None:
-        await enqueue_routing(session, webhook_id=inserted)
+
+    route = await find_reservation(session, payload, lock=True)
+    if route is not None:
+        stored = await session.scalar(
+            _INSERT_ROUTED,
+            row
+            | {
+                "outcome": InboxOutcome.ROUTED.value,
+                "processed_at": utcnow(),
+                "reservation_id": route.reservation_id,
+            }
+            | _events_job(route),
+        )
+        return Intake("accepted" if stored else "duplicate")
+    row |= {"outcome": InboxOutcome.RECEIVED.value, "outcome_reason": None, "processed_at": None}
+    stored = await session.scalar(_INSERT, row)
+    if stored is None:
+        return Intake("duplicate")
+    await enqueue_routing(session, webhook_id=stored)
     return Intake("accepted")
 
 
