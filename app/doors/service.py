@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import structlog
-from sqlalchemy import ColumnElement, ScalarSelect, func, select, tuple_, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -165,30 +165,17 @@ def as_sent(raw_body: Any, field: str, validated: list[str]) -> list[str]:
         return validated
 
 
-def known_doors(door_types: ColumnElement[Any], door_ids: ColumnElement[Any]) -> ScalarSelect[Any]:
-    """What the list holds of these doors (the pairs of the two arrays), as one JSON value:
-    for a statement that reads it together with other things. `parse_known` reads it."""
-    return (
-        select(
-            func.json_agg(
-                func.json_build_object(
-                    "door_type",
-                    Door.door_type,
-                    "door_id",
-                    Door.door_id,
-                    "can_take_pin_code",
-                    Door.can_take_pin_code,
-                )
-            )
-        )
-        .where(
-            Door.gone_at.is_(None),
-            tuple_(Door.door_type, Door.door_id).in_(
-                select(func.unnest(door_types), func.unnest(door_ids))
-            ),
-        )
-        .scalar_subquery()
-    )
+# What the list holds of the doors named by the pairs of `%(door_types)s` and `%(door_ids)s`,
+# as one JSON value: a part of a statement that reads it with other things (the PUT's).
+# `parse_known` reads it; `check_doors(known=…)` takes that.
+KNOWN_DOORS = """(
+    SELECT json_agg(json_build_object(
+            'door_type', door.door_type, 'door_id', door.door_id,
+            'can_take_pin_code', door.can_take_pin_code))
+    FROM door
+    WHERE door.gone_at IS NULL
+        AND (door.door_type, door.door_id) IN (
+            SELECT * FROM unnest(%(door_types)s::text[], %(door_ids)s::text[])))"""
 
 
 def parse_known(value: list[dict[str, Any]] | None) -> dict[tuple[str, str], bool]:

@@ -12,22 +12,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import (
-    RowMapping,
-    Table,
-    Text,
-    bindparam,
-    column,
-    func,
-    literal,
-    select,
-    text,
-    true,
-    tuple_,
-)
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+import psycopg
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callbacks.service import notify
@@ -51,7 +39,7 @@ from app.reservations.models import (
     ReservationStatus,
 )
 from app.reservations.schemas import ReservationIn
-from app.timeline import TimelineKind, record_event, record_events_statement
+from app.timeline import TimelineKind, record_event
 from app.worker.queue import Priority, defer
 
 GRANT_FIELDS = ("starts_at", "ends_at", "device_ids", "acs_entrance_ids", "space_ids")
@@ -263,35 +251,44 @@ _OWN_COLUMNS = (
 # four), in the order `related` reads them. Only a current code's ciphertext is read: the API
 # shows no other. Timestamps inside the JSON arrive as ISO 8601 text.
 _STORED = """
-SELECT r.id, r.reservation_key, r.status, r.guest_name, r.guest_email, r.guest_phone,
-    r.guest_locale, r.starts_at, r.ends_at, r.timezone, r.property_name, r.property_address,
-    r.device_ids, r.acs_entrance_ids, r.space_ids, r.access_grant_id, r.warnings, r.last_error,
-    r.created_at, r.updated_at,
-    (SELECT json_agg(json_build_object(
-            'access_method_id', m.access_method_id, 'mode', m.mode, 'is_issued', m.is_issued,
-            'issued_at', m.issued_at, 'is_backup_code', m.is_backup_code, 'state', m.state,
-            'code_ciphertext',
-            CASE WHEN m.state = 'current' THEN encode(m.code_ciphertext, 'hex') END)
-        ORDER BY m.created_at, m.id)
-     FROM access_method m WHERE m.reservation_id = r.id) AS access_methods,
-    (SELECT json_agg(json_build_object(
-            'door_type', d.door_type, 'door_id', d.door_id, 'name', d.name,
-            'state', d.state, 'reason', d.reason)
-        ORDER BY d.position, d.name)
-     FROM reservation_door d WHERE d.reservation_id = r.id) AS doors,
-    (SELECT json_agg(json_build_object(
-            'channel', x.channel, 'recipient', x.recipient, 'status', x.status, 'kind', x.kind,
-            'attempts', x.attempts, 'send_after', x.send_after, 'sent_at', x.sent_at,
-            'error', x.error)
-        ORDER BY x.created_at, x.channel)
-     FROM delivery x WHERE x.reservation_id = r.id) AS deliveries
+SELECT json_build_object(
+    'id', r.id, 'reservation_key', r.reservation_key, 'status', r.status,
+    'guest_name', r.guest_name, 'guest_email', r.guest_email, 'guest_phone', r.guest_phone,
+    'guest_locale', r.guest_locale, 'starts_at', r.starts_at, 'ends_at', r.ends_at,
+    'timezone', r.timezone, 'property_name', r.property_name,
+    'property_address', r.property_address, 'device_ids', r.device_ids,
+    'acs_entrance_ids', r.acs_entrance_ids, 'space_ids', r.space_ids,
+    'access_grant_id', r.access_grant_id, 'warnings', r.warnings, 'last_error', r.last_error,
+    'created_at', r.created_at, 'updated_at', r.updated_at,
+    'access_methods', (
+        SELECT json_agg(json_build_object(
+                'access_method_id', m.access_method_id, 'mode', m.mode,
+                'is_issued', m.is_issued, 'issued_at', m.issued_at,
+                'is_backup_code', m.is_backup_code, 'state', m.state,
+                'code_ciphertext',
+                CASE WHEN m.state = 'current' THEN encode(m.code_ciphertext, 'hex') END)
+            ORDER BY m.created_at, m.id)
+        FROM access_method m WHERE m.reservation_id = r.id),
+    'doors', (
+        SELECT json_agg(json_build_object(
+                'door_type', d.door_type, 'door_id', d.door_id, 'name', d.name,
+                'state', d.state, 'reason', d.reason)
+            ORDER BY d.position, d.name)
+        FROM reservation_door d WHERE d.reservation_id = r.id),
+    'deliveries', (
+        SELECT json_agg(json_build_object(
+                'channel', x.channel, 'recipient', x.recipient, 'status', x.status,
+                'kind', x.kind, 'attempts', x.attempts, 'send_after', x.send_after,
+                'sent_at', x.sent_at, 'error', x.error)
+            ORDER BY x.created_at, x.channel)
+        FROM delivery x WHERE x.reservation_id = r.id)
+) AS stored
 FROM reservation r
 """
-_STORED_COLUMNS = (*_OWN_COLUMNS, "access_methods", "doors", "deliveries")
-_STORED_BY_KEY = text(
-    _STORED + "WHERE r.client_id = :client_id AND r.reservation_key = :reservation_key"
+_STORED_BY_KEY = (
+    _STORED + "WHERE r.client_id = %(client_id)s AND r.reservation_key = %(reservation_key)s"
 )
-_STORED_BY_ID = text(_STORED + "WHERE r.id = :reservation_id")
+_STORED_BY_ID = _STORED + "WHERE r.id = %(reservation_id)s"
 
 
 async def read_only(session: AsyncSession) -> None:
@@ -311,19 +308,58 @@ async def find_stored(
 ) -> StoredReservation | None:
     """The client's reservation by key, or a reservation by id, with its related rows."""
     if reservation_id is not None:
-        result = await session.execute(_STORED_BY_ID, {"reservation_id": reservation_id})
+        row = await _fetch_one(session, _STORED_BY_ID, {"reservation_id": reservation_id})
     else:
-        result = await session.execute(
-            _STORED_BY_KEY, {"client_id": client_id, "reservation_key": reservation_key}
+        row = await _fetch_one(
+            session, _STORED_BY_KEY, {"client_id": client_id, "reservation_key": reservation_key}
         )
-    row = result.first()
-    return None if row is None else _stored(row._mapping)
+    return None if row is None else _stored(row[0])
 
 
-def _stored(columns: RowMapping) -> StoredReservation:
-    """A row of `_STORED` (or with its columns) as a `StoredReservation`."""
+async def _fetch_one(
+    session: AsyncSession, statement: str, parameters: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    """Run one of the request path's statements on the session's own connection (inside its
+    transaction, if one has begun), straight on the driver: SQLAlchemy's execution layer
+    costs more than the statement itself there (measured for the PUT statement: 475 µs
+    through the session, 160 µs on the driver)."""
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    try:
+        cursor = await driver.execute(statement, parameters)
+        row: tuple[Any, ...] | None = await cursor.fetchone()
+    except psycopg.OperationalError:
+        # A connection that failed under SQLAlchemy's nose: it must not go back to the pool.
+        await connection.invalidate()
+        raise
+    return row
+
+
+def _stored(value: dict[str, Any]) -> StoredReservation:
+    """The JSON object of `_STORED` as a `StoredReservation` (one column: the driver and the
+    result set handle one value instead of two dozen)."""
     return StoredReservation(
-        **{name: columns[name] for name in _OWN_COLUMNS},
+        id=uuid.UUID(value["id"]),
+        reservation_key=value["reservation_key"],
+        status=value["status"],
+        guest_name=value["guest_name"],
+        guest_email=value["guest_email"],
+        guest_phone=value["guest_phone"],
+        guest_locale=value["guest_locale"],
+        starts_at=datetime.fromisoformat(value["starts_at"]),
+        ends_at=datetime.fromisoformat(value["ends_at"]),
+        timezone=value["timezone"],
+        property_name=value["property_name"],
+        property_address=value["property_address"],
+        device_ids=value["device_ids"],
+        acs_entrance_ids=value["acs_entrance_ids"],
+        space_ids=value["space_ids"],
+        access_grant_id=value["access_grant_id"],
+        warnings=value["warnings"],
+        last_error=value["last_error"],
+        created_at=datetime.fromisoformat(value["created_at"]),
+        updated_at=datetime.fromisoformat(value["updated_at"]),
         access_methods=[
             StoredAccessMethod(
                 access_method_id=method["access_method_id"],
@@ -338,18 +374,18 @@ def _stored(columns: RowMapping) -> StoredReservation:
                     else bytes.fromhex(method["code_ciphertext"])
                 ),
             )
-            for method in columns["access_methods"] or ()
+            for method in value["access_methods"] or ()
         ],
-        doors=[StoredDoor(**door) for door in columns["doors"] or ()],
+        doors=[StoredDoor(**door) for door in value["doors"] or ()],
         deliveries=[
             StoredDelivery(
                 **{
                     **delivery,
-                    "send_after": _timestamp(delivery["send_after"]),
+                    "send_after": datetime.fromisoformat(delivery["send_after"]),
                     "sent_at": _timestamp(delivery["sent_at"]),
                 }
             )
-            for delivery in columns["deliveries"] or ()
+            for delivery in value["deliveries"] or ()
         ],
     )
 
@@ -385,25 +421,27 @@ async def put_reservation(
     times (the client's budget of such changes); it may raise."""
     wanted = desired(data)
     reservation_id = uuid.uuid4()
-    row = (
-        await session.execute(
-            _PUT,
-            {
-                "id": reservation_id,
-                "client_id": client_id,
-                "reservation_key": reservation_key,
-                "status": ReservationStatus.PENDING.value,
-                "access_grant_key": grant_key(reservation_id, 1),
-                "grant_generation": 1,
-                "next_check_at": utcnow() + reconcile_after,
-                **wanted,
-                "door_types": [door_type for door_type, _ in _doors_of(wanted)],
-                "door_ids": [door_id for _, door_id in _doors_of(wanted)],
-            },
-        )
-    ).one()
-    known = doors.parse_known(row.known_doors)
-    if row.inserted_at is not None:
+    asked = _doors_of(wanted)
+    row = await _fetch_one(
+        session,
+        _PUT,
+        {
+            "id": reservation_id,
+            "client_id": client_id,
+            "reservation_key": reservation_key,
+            "status": ReservationStatus.PENDING.value,
+            "access_grant_key": grant_key(reservation_id, 1),
+            "next_check_at": utcnow() + reconcile_after,
+            **wanted,
+            "requested": TimelineKind.REQUESTED.value,
+            "door_types": [door_type for door_type, _ in asked],
+            "door_ids": [door_id for _, door_id in asked],
+        },
+    )
+    assert row is not None
+    inserted_at, inserted_updated_at, stored_before, known_doors = row
+    known = doors.parse_known(known_doors)
+    if inserted_at is not None:
         if check_added_doors is not None:
             await check_added_doors(None, known)
         await enqueue_sync(session, reservation_id=reservation_id, new=True)
@@ -415,15 +453,15 @@ async def put_reservation(
             access_grant_id=None,
             warnings=[],
             last_error=None,
-            created_at=row.inserted_at,
-            updated_at=row.inserted_updated_at,
+            created_at=inserted_at,
+            updated_at=inserted_updated_at,
             **wanted,
         )
         return created, True
 
     # The key exists. Read in the statement's snapshot, unless it was inserted by a concurrent
     # PUT that committed while the statement ran: then read again.
-    stored = _stored(row._mapping) if row.id is not None else None
+    stored = None if stored_before is None else _stored(stored_before)
     if stored is None:
         stored = await find_stored(session, client_id=client_id, reservation_key=reservation_key)
         assert stored is not None
@@ -465,51 +503,36 @@ def _doors_of(wanted: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-_RESERVATION = cast(Table, Reservation.__table__)
-_INSERTED_COLUMNS = (
-    "id",
-    "client_id",
-    "reservation_key",
-    "status",
-    "access_grant_key",
-    "grant_generation",
-    "next_check_at",
-    *WANTED_FIELDS,
+# The statement of every PUT. `inserted`: the new row, unless the key exists (or a concurrent
+# PUT of the same key won the insert); `requested`: the new row's first timeline entry, written
+# by the statement that writes the row (`record_event` would cost a round trip). `stored`: the
+# reservation as it was before the statement (empty for a new key: a statement does not see
+# its own inserts); `known_doors`: what the list of doors holds of those asked for.
+_PUT = f"""
+WITH inserted AS (
+    INSERT INTO reservation (
+        id, client_id, reservation_key, status, guest_name, guest_email, guest_phone,
+        guest_locale, starts_at, ends_at, timezone, property_name, property_address,
+        device_ids, acs_entrance_ids, space_ids, access_grant_key, grant_generation,
+        warnings, next_check_at, check_count)
+    VALUES (
+        %(id)s, %(client_id)s, %(reservation_key)s, %(status)s, %(guest_name)s,
+        %(guest_email)s, %(guest_phone)s, %(guest_locale)s, %(starts_at)s, %(ends_at)s,
+        %(timezone)s, %(property_name)s, %(property_address)s, %(device_ids)s::text[],
+        %(acs_entrance_ids)s::text[], %(space_ids)s::text[], %(access_grant_key)s, 1,
+        '[]', %(next_check_at)s, 0)
+    ON CONFLICT (client_id, reservation_key) DO NOTHING
+    RETURNING id, created_at, updated_at
+), requested AS (
+    INSERT INTO reservation_event (reservation_id, kind, detail)
+    SELECT id, %(requested)s, '{{}}' FROM inserted
 )
-# The statement of every PUT, built once. `inserted`: the new row, unless the key exists (or a
-# concurrent PUT of the same key won the insert); `requested`: its first timeline entry, only
-# with the row. The reservation as stored before the statement comes from `stored` (empty when
-# the key is new: a statement does not see its own inserts), and `known_doors` is what the list
-# of doors holds of those asked for.
-_INSERTED = (
-    insert(_RESERVATION)
-    .values({name: bindparam(name, type_=_RESERVATION.c[name].type) for name in _INSERTED_COLUMNS})
-    .on_conflict_do_nothing(index_elements=["client_id", "reservation_key"])
-    .returning(_RESERVATION.c.id, _RESERVATION.c.created_at, _RESERVATION.c.updated_at)
-    .cte("inserted")
-)
-_STORED_BEFORE = (
-    text(_STORED + "WHERE r.client_id = :client_id AND r.reservation_key = :reservation_key")
-    .columns(*(column(name) for name in _STORED_COLUMNS))
-    .lateral("stored")
-)
-_PUT = (
-    select(
-        _INSERTED.c.created_at.label("inserted_at"),
-        _INSERTED.c.updated_at.label("inserted_updated_at"),
-        *_STORED_BEFORE.c,
-        doors.known_doors(
-            bindparam("door_types", type_=ARRAY(Text)), bindparam("door_ids", type_=ARRAY(Text))
-        ).label("known_doors"),
-    )
-    .select_from(
-        select(literal(1))
-        .subquery("one")
-        .outerjoin(_INSERTED, true())
-        .outerjoin(_STORED_BEFORE, true())
-    )
-    .add_cte(record_events_statement(_INSERTED.c.id, kind=TimelineKind.REQUESTED).cte("requested"))
-)
+SELECT inserted.created_at, inserted.updated_at, stored.stored,
+    {doors.KNOWN_DOORS} AS known_doors
+FROM (SELECT) AS one
+LEFT JOIN inserted ON true
+LEFT JOIN LATERAL ({_STORED_BY_KEY}) AS stored ON true
+"""  # noqa: S608 - composed of this module's constants; every value is a bound parameter
 
 
 async def _update(
