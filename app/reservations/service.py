@@ -329,9 +329,12 @@ async def _fetch_one(
     try:
         cursor = await driver.execute(statement, parameters)
         row: tuple[Any, ...] | None = await cursor.fetchone()
-    except psycopg.OperationalError:
-        # A connection that failed under SQLAlchemy's nose: it must not go back to the pool.
-        await connection.invalidate()
+    except psycopg.Error as error:
+        if driver.closed or driver.broken:  # the database went away (as SQLAlchemy tells it)
+            # What SQLAlchemy does when a statement of its own loses the database: this
+            # connection is dropped, and the pool with it (its other connections are as dead).
+            await connection.invalidate(error)
+            await connection.engine.dispose()
         raise
     return row
 
