@@ -24,21 +24,25 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-async def get_session(
-    runtime: Annotated[Runtime, Depends(get_runtime)],
-) -> AsyncIterator[AsyncSession]:
+# The dependencies below read the runtime from the request instead of depending on
+# `get_runtime`: each dependency FastAPI resolves costs every request of every route.
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A session whose transaction the route commits itself, before answering."""
+    runtime: Runtime = request.app.state.runtime
     async with runtime.sessionmaker() as session:
         yield session
 
 
 async def get_client_id(
-    runtime: Annotated[Runtime, Depends(get_runtime)],
+    request: Request,
     session: Annotated[AsyncSession, Depends(get_session)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> uuid.UUID:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+    runtime: Runtime = request.app.state.runtime
     client_id = await authenticate(
         session, key=credentials.credentials, env_digests=runtime.env_key_digests
     )

@@ -26,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import utcnow
 from app.doors.models import Door
 from app.errors import InvalidInput
-from app.reservations.models import Reservation, ReservationStatus
 from app.seam.client import DoorInfo, DoorType, SeamGateway
 from app.seam.errors import SeamError
 from app.worker.queue import Priority, defer
@@ -166,38 +165,22 @@ def as_sent(raw_body: Any, field: str, validated: list[str]) -> list[str]:
         return validated
 
 
-async def check_reservation_doors(
-    session: AsyncSession,
-    *,
-    seam: SeamGateway,
-    client_id: uuid.UUID,
-    reservation_key: str,
-    requested: Mapping[str, Sequence[str]],
-    seam_wait_seconds: float = CHECK_TIMEOUT_SECONDS,
-) -> None:
-    """Check the doors a PUT adds to its reservation (all of them for a new one); doors it
-    already had were checked when they were added. Raises `UnusableDoors`."""
-    current = (
-        await session.execute(
-            select(
-                Reservation.status,
-                Reservation.device_ids,
-                Reservation.acs_entrance_ids,
-                Reservation.space_ids,
-            ).where(
-                Reservation.client_id == client_id, Reservation.reservation_key == reservation_key
-            )
-        )
-    ).first()
-    if current is not None and current.status == ReservationStatus.CANCELLED:
-        return  # refused as cancelled, whatever its doors
-    held = {field: set(getattr(current, field)) if current else set() for field in DOOR_FIELDS}
-    new = {
-        field: [(index, door_id) for index, door_id in enumerate(ids) if door_id not in held[field]]
-        for field, ids in requested.items()
-    }
-    if any(new.values()):
-        await check_doors(session, seam=seam, new=new, seam_wait_seconds=seam_wait_seconds)
+# What the list holds of the doors named by the pairs of `%(door_types)s` and `%(door_ids)s`,
+# as one JSON value: a part of a statement that reads it with other things (the PUT's).
+# `parse_known` reads it; `check_doors(known=…)` takes that.
+KNOWN_DOORS = """(
+    SELECT json_agg(json_build_object(
+            'door_type', door.door_type, 'door_id', door.door_id,
+            'can_take_pin_code', door.can_take_pin_code))
+    FROM door
+    WHERE door.gone_at IS NULL
+        AND (door.door_type, door.door_id) IN (
+            SELECT * FROM unnest(%(door_types)s::text[], %(door_ids)s::text[])))"""
+
+
+def parse_known(value: list[dict[str, Any]] | None) -> dict[tuple[str, str], bool]:
+    """{(door type, door id): can take a PIN code} from a `known_doors` value."""
+    return {(door["door_type"], door["door_id"]): door["can_take_pin_code"] for door in value or ()}
 
 
 async def check_doors(
@@ -206,20 +189,27 @@ async def check_doors(
     seam: SeamGateway,
     new: Mapping[str, Sequence[tuple[int, str]]],
     seam_wait_seconds: float = CHECK_TIMEOUT_SECONDS,
+    known: Mapping[tuple[str, str], bool] | None = None,
 ) -> None:
-    """`new`: per body field, (index, door id) pairs to check."""
+    """Check the doors a PUT adds to its reservation (all of them for a new one); doors it
+    already had were checked when they were added. Raises `UnusableDoors`.
+
+    `new`: per body field, (index, door id) pairs to check. `known`: what the list holds of
+    them, when the caller read it already (`known_doors`); else it is read here."""
     wanted: set[tuple[DoorType, str]] = {
         (DOOR_FIELDS[field], door_id) for field, pairs in new.items() for _, door_id in pairs
     }
-    cached = await session.scalars(
-        select(Door).where(
-            tuple_(Door.door_type, Door.door_id).in_(list(wanted)), Door.gone_at.is_(None)
+    if known is None:
+        cached = await session.scalars(
+            select(Door).where(
+                tuple_(Door.door_type, Door.door_id).in_(list(wanted)), Door.gone_at.is_(None)
+            )
         )
-    )
+        known = {(door.door_type, door.door_id): door.can_take_pin_code for door in cached}
     # A door the list holds as usable passes; any other is asked about, so a door added or
     # given a keypad since the last refresh is not refused on stale knowledge.
-    known = {(door.door_type, door.door_id): door.can_take_pin_code for door in cached}
-    unsure = {key for key in wanted if not known.get(key)}
+    holds = dict(known)
+    unsure = {key for key in wanted if not holds.get(key)}
     names: dict[tuple[str, str], str] = {}
     if unsure:
         try:
@@ -234,13 +224,13 @@ async def check_doors(
             )
             return
         await store(session, doors=found, now=utcnow())
-        known.update({(door.type, door.id): door.can_take_pin_code for door in found})
+        holds.update({(door.type, door.id): door.can_take_pin_code for door in found})
         names = {(door.type, door.id): door.name for door in found}
     problems = []
     for field, pairs in new.items():
         door_type = DOOR_FIELDS[field]
         for index, door_id in pairs:
-            usable = known.get((door_type, door_id))
+            usable = holds.get((door_type, door_id))
             if usable is None:
                 problems.append(
                     DoorProblem(

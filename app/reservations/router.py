@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import structlog
@@ -11,11 +12,9 @@ from app.clients.limits import spend_seam_change
 from app.crypto import CodeCipher, InvalidToken
 from app.dependencies import ClientDep, RuntimeDep, SessionDep
 from app.doors import service as doors
-from app.errors import ErrorOut
+from app.errors import ErrorOut, NotFound
 from app.reservations import service
-from app.reservations.doors import requested_doors
 from app.reservations.models import (
-    AccessMethod,
     CodeState,
     DoorState,
     Reservation,
@@ -60,34 +59,31 @@ ReservationKey = Annotated[
 ]
 
 
-def present(
-    reservation: Reservation, related: service.Related, cipher: CodeCipher
-) -> ReservationOut:
-    methods = related.access_methods.get(reservation.id, [])
+def present(stored: service.StoredReservation, cipher: CodeCipher) -> ReservationOut:
     # Only the current code is shown; one that no configured key opens is null, with a warning.
     codes = {
         method.access_method_id: _readable_code(method, cipher)
-        for method in methods
+        for method in stored.access_methods
         if method.state == CodeState.CURRENT and method.code_ciphertext
     }
     return ReservationOut(
-        reservation_key=reservation.reservation_key,
-        status=ReservationStatus(reservation.status),
+        reservation_key=stored.reservation_key,
+        status=ReservationStatus(stored.status),
         guest=GuestOut(
-            name=reservation.guest_name,
-            email=reservation.guest_email,
-            phone=reservation.guest_phone,
-            locale=reservation.guest_locale,
+            name=stored.guest_name,
+            email=stored.guest_email,
+            phone=stored.guest_phone,
+            locale=stored.guest_locale,
         ),
-        starts_at=reservation.starts_at,
-        ends_at=reservation.ends_at,
-        timezone=reservation.timezone,
-        property_name=reservation.property_name,
-        property_address=reservation.property_address,
-        device_ids=reservation.device_ids,
-        acs_entrance_ids=reservation.acs_entrance_ids,
-        space_ids=reservation.space_ids,
-        access_grant_id=reservation.access_grant_id,
+        starts_at=stored.starts_at,
+        ends_at=stored.ends_at,
+        timezone=stored.timezone,
+        property_name=stored.property_name,
+        property_address=stored.property_address,
+        device_ids=stored.device_ids,
+        acs_entrance_ids=stored.acs_entrance_ids,
+        space_ids=stored.space_ids,
+        access_grant_id=stored.access_grant_id,
         access_methods=[
             AccessMethodOut(
                 access_method_id=method.access_method_id,
@@ -98,9 +94,9 @@ def present(
                 is_backup_code=method.is_backup_code,
                 state=CodeState(method.state),
             )
-            for method in methods
+            for method in stored.access_methods
         ],
-        doors=_doors(reservation, related),
+        doors=_doors(stored),
         deliveries=[
             DeliveryOut(
                 channel=delivery.channel,
@@ -112,10 +108,10 @@ def present(
                 sent_at=delivery.sent_at,
                 error=delivery.error,
             )
-            for delivery in related.deliveries.get(reservation.id, [])
+            for delivery in stored.deliveries
         ],
         warnings=[
-            *(WarningOut(**warning) for warning in reservation.warnings),
+            *(WarningOut(**warning) for warning in stored.warnings),
             *(
                 WarningOut(
                     code="code_unreadable",
@@ -126,18 +122,18 @@ def present(
                 if code is None
             ),
         ],
-        last_error=reservation.last_error,
-        created_at=reservation.created_at,
-        updated_at=reservation.updated_at,
+        last_error=stored.last_error,
+        created_at=stored.created_at,
+        updated_at=stored.updated_at,
     )
 
 
-def _doors(reservation: Reservation, related: service.Related) -> list[DoorOut]:
-    stored = related.doors.get(reservation.id)
-    if not stored:  # no grant yet: the doors asked for, each waiting for it
+def _doors(stored: service.StoredReservation) -> list[DoorOut]:
+    if not stored.doors:  # no grant yet: the doors asked for, each waiting for it
         return [
             DoorOut(type=door_type, id=door_id, name=None, state=DoorState.PENDING)
-            for door_type, door_id in requested_doors(reservation)
+            for field, door_type in doors.DOOR_FIELDS.items()
+            for door_id in getattr(stored, field)
         ]
     return [
         DoorOut(
@@ -147,11 +143,11 @@ def _doors(reservation: Reservation, related: service.Related) -> list[DoorOut]:
             state=DoorState(door.state),
             reason=door.reason,
         )
-        for door in stored
+        for door in stored.doors
     ]
 
 
-def _readable_code(method: AccessMethod, cipher: CodeCipher) -> str | None:
+def _readable_code(method: service.StoredAccessMethod, cipher: CodeCipher) -> str | None:
     """The code, or None when no configured key opens it: one unreadable row must not turn
     the reservation, or a whole page of them, into a 500."""
     if not method.code_ciphertext:
@@ -166,8 +162,10 @@ def _readable_code(method: AccessMethod, cipher: CodeCipher) -> str | None:
 async def _present_one(
     session: SessionDep, runtime: RuntimeDep, reservation: Reservation
 ) -> ReservationOut:
-    related = await service.related(session, reservation_ids=[reservation.id])
-    return present(reservation, related, runtime.cipher)
+    await session.flush()
+    stored = await service.find_stored(session, reservation_id=reservation.id)
+    assert stored is not None
+    return present(stored, runtime.cipher)
 
 
 @router.put(
@@ -194,43 +192,59 @@ async def put_reservation(
 ) -> ReservationOut:
     """Create or update a reservation. An identical PUT changes nothing and calls nothing.
     Doors it adds must be doors of the workspace that take a PIN code (`GET /v1/doors`)."""
-    raw_body = await request.json()
-    await doors.check_reservation_doors(
-        session,
-        seam=runtime.seam,
-        client_id=client_id,
-        reservation_key=reservation_key,
-        requested={
-            field: doors.as_sent(raw_body, field, getattr(body, field))
-            for field in doors.DOOR_FIELDS
-        },
-    )
-    reservation, created = await service.put_reservation(
+    stored, created = await service.put_reservation(
         session,
         client_id=client_id,
         reservation_key=reservation_key,
         data=body,
+        check_added_doors=functools.partial(_check_added_doors, session, runtime, request, body),
         delivery_lead=runtime.settings.guestkey_delivery_lead,
         reconcile_after=runtime.settings.guestkey_reconcile_after,
         before_seam_change=functools.partial(_spend_seam_change, runtime, client_id),
     )
-    if created:  # nothing refers to a row this transaction made: no related rows to read
-        resource = present(reservation, service.Related(), runtime.cipher)
-    else:
-        resource = await _present_one(session, runtime, reservation)
     await session.commit()
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return resource
+    return present(stored, runtime.cipher)
+
+
+async def _check_added_doors(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    request: Request,
+    body: ReservationIn,
+    stored: service.StoredReservation | None,
+    known: Mapping[tuple[str, str], bool],
+) -> None:
+    """The doors the PUT adds to its reservation (all of them for a new one) must be doors of
+    the workspace that take a PIN code; doors it already had were checked when added."""
+    held = {field: set(getattr(stored, field)) if stored else set() for field in doors.DOOR_FIELDS}
+    if all(held[field].issuperset(getattr(body, field)) for field in doors.DOOR_FIELDS):
+        return
+    # The ids in the order the client sent them, so an error's index points at its own list.
+    raw_body = await request.json()
+    new = {
+        field: [
+            (index, door_id)
+            for index, door_id in enumerate(doors.as_sent(raw_body, field, getattr(body, field)))
+            if door_id not in held[field]
+        ]
+        for field in doors.DOOR_FIELDS
+    }
+    if any(new.values()):
+        await doors.check_doors(session, seam=runtime.seam, new=new, known=known)
 
 
 @router.get("/{reservation_key}", response_model=ReservationOut)
 async def get_reservation(
     reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep, runtime: RuntimeDep
 ) -> ReservationOut:
-    reservation = await service.get_reservation(
+    await service.read_only(session)
+    stored = await service.find_stored(
         session, client_id=client_id, reservation_key=reservation_key
     )
-    return await _present_one(session, runtime, reservation)
+    if stored is None:
+        raise NotFound(f"no reservation {reservation_key!r}")
+    return present(stored, runtime.cipher)
 
 
 @router.get("", response_model=ReservationPage)
@@ -248,7 +262,8 @@ async def list_reservations(
     )
     related = await service.related(session, reservation_ids=[r.id for r in rows])
     return ReservationPage(
-        items=[present(row, related, runtime.cipher) for row in rows], next_cursor=next_cursor
+        items=[present(service.StoredReservation.of(row, related), runtime.cipher) for row in rows],
+        next_cursor=next_cursor,
     )
 
 

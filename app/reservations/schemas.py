@@ -28,6 +28,7 @@ RESERVATION_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 MAX_DOORS = 100
 
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _require_offset(value: Any) -> Any:
@@ -86,7 +87,7 @@ def _timezone(value: str) -> str:
 
 def _plain_text(value: str) -> str:
     """No control characters (NUL cannot even be stored) and no lone surrogates."""
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+    if _CONTROL_CHARACTER.search(value):
         raise ValueError("must not contain control characters")
     try:
         value.encode("utf-8")
