@@ -39,7 +39,7 @@ test-fast: install  ## everything but the end-to-end tests
 image-test:  ## build the Dockerfile and run the image (migrate, serve, API + worker + fake Seam); root
 	bash scripts/image-test.sh
 
-bench: install  ## the performance benchmarks (bench/, about 5 minutes); not part of make test
+bench: install  ## the performance benchmarks (bench/, about 15 minutes); not part of make test
 	$(VENV)/bin/python -m bench
 
 lint: install

@@ -1,10 +1,15 @@
-"""`python -m bench [intake|e2e|api|scale|profile ...]`: guestkey's performance benchmarks.
+"""`python -m bench [e2e|intake|api|scale|profile ...]`: guestkey's performance benchmarks.
 
-With no argument it runs all five (intake, e2e — which also measures memory —, api, scale) and
-prints one table: benchmark, figure, reference, ratio, target, met. Everything it needs (its own
-databases on BENCH_DATABASE_URL's server, `guestkey serve`, the fake Seam, an SMTP server, the
-reference apps, wrk) it starts itself and stops afterwards. `profile` (not in the default run)
-samples `guestkey serve` with py-spy under webhook load. See bench/RESULTS.md.
+With no argument it runs all four (e2e — cost, capacity and memory —, intake, api, scale) and
+prints one table: benchmark, figure, the reference measured in the same run, ratio, target, met.
+The five targets: 1. cost (CPU per delivered reservation against an inline reference), 2.
+capacity (the highest rate with end-to-end p95 <= 1 s, against guestkey at a baseline commit),
+3. webhook intake, 4. the reservations API (each against a minimal reference app), 5. scale of
+state and memory. Everything it needs (its own databases on BENCH_DATABASE_URL's server,
+`guestkey serve` from this checkout and from a temporary git worktree of BENCH_BASELINE_COMMIT,
+the fake Seam, SMTP servers, the reference apps, wrk) it starts itself and stops afterwards.
+`profile` (not in the default run) samples `guestkey serve` with py-spy under webhook load.
+See bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Callable
 
 from bench.common import LOG_DIR, Row, ensure_wrk, machine, say
 
-BENCHMARKS = ("intake", "e2e", "api", "scale")
+BENCHMARKS = ("e2e", "intake", "api", "scale")
 
 
 def _runner(name: str) -> Callable[[], list[Row]]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import psycopg
 from cryptography.fernet import Fernet
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 VENV_BIN = Path(sys.executable).parent
-GUESTKEY = str(VENV_BIN / "guestkey")
 ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 API_KEY = "gk_bench_key_0123456789abcdef0123"
@@ -151,6 +153,14 @@ def running(
         yield process
 
 
+def guestkey_command(root: Path = REPO_ROOT) -> tuple[list[str], dict[str, str]]:
+    """`guestkey` as the checkout at `root` runs it (argv and env): the bench measures the code
+    of the checkout it runs from (or a baseline's), not whichever checkout the virtualenv's
+    `guestkey` script was installed from."""
+    code = "import sys; from app.cli import main; main(sys.argv[1:])"
+    return [sys.executable, "-c", code], {"PYTHONPATH": str(root)}
+
+
 @contextmanager
 def started(
     name: str,
@@ -216,16 +226,19 @@ def guestkey_serve(
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
     env: dict[str, str] | None = None,
+    root: Path = REPO_ROOT,
+    name: str | None = None,
 ) -> Iterator[Process]:
-    """`env`: a `guestkey_env` shared with a `guestkey_worker` (same encryption key)."""
+    """`env`: a `guestkey_env` shared with a `guestkey_worker` (same encryption key).
+    `root`: the checkout whose code runs (a baseline's, for one)."""
     port = port or free_port()
-    argv = [GUESTKEY, "serve", "--port", str(port)]
+    command, command_env = guestkey_command(root)
+    argv = [*command, "serve", "--port", str(port)]
     if not worker:
         argv.append("--no-worker")
     env = (env or guestkey_env(url, seam_url=seam_url, smtp_port=smtp_port)) | (extra_env or {})
-    with running(
-        "guestkey" if worker else "guestkey-api", argv, port=port, env=env, ready_path="/readyz"
-    ) as process:
+    name = name or ("guestkey" if worker else "guestkey-api")
+    with running(name, argv, port=port, env=env | command_env, ready_path="/readyz") as process:
         yield process
 
 
@@ -237,7 +250,9 @@ def guestkey_worker(env: dict[str, str]) -> Iterator[Process]:
     def ready() -> bool:
         return "guestkey.worker" in (LOG_DIR / f"{log_name}.log").read_text(errors="replace")
 
-    argv = [GUESTKEY, "worker"]
+    command, command_env = guestkey_command()
+    argv = [*command, "worker"]
+    env = env | command_env
     with started("guestkey-worker", argv, env=env, log_name=log_name, url="", ready=ready) as p:
         yield p
 
@@ -245,8 +260,9 @@ def guestkey_worker(env: dict[str, str]) -> Iterator[Process]:
 @contextmanager
 def fake_seam(webhook_url: str) -> Iterator[Process]:
     port = free_port()
+    command, command_env = guestkey_command()
     argv = [
-        GUESTKEY,
+        *command,
         "fake-seam",
         "--port",
         str(port),
@@ -255,23 +271,157 @@ def fake_seam(webhook_url: str) -> Iterator[Process]:
         "--webhook-secret",
         WEBHOOK_SECRET,
     ]
-    with running("fake-seam", argv, port=port, env={}, ready_path="/_fake/health") as process:
+    with running(
+        "fake-seam", argv, port=port, env=command_env, ready_path="/_fake/health"
+    ) as process:
         yield process
 
 
 @contextmanager
-def reference_app(module: str, url: str) -> Iterator[Process]:
+def reference_app(
+    module: str, url: str, *, port: int | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[Process]:
     """A reference app (bench/reference_*.py), served exactly as `guestkey serve` serves."""
-    port = free_port()
+    port = port or free_port()
     argv = [sys.executable, "-m", f"bench.{module}", "--port", str(port)]
     env = {
         "DATABASE_URL": url,
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "API_KEY": API_KEY,
         "PYTHONPATH": str(REPO_ROOT),
+        **(extra_env or {}),
     }
     with running(module, argv, port=port, env=env, ready_path="/readyz") as process:
         yield process
+
+
+# --- a baseline checkout ---------------------------------------------------------------
+
+BASELINE_COMMIT = os.environ.get("BENCH_BASELINE_COMMIT", "441735e")
+
+
+@dataclass
+class Baseline:
+    """guestkey as it was at `commit`: `root` its checkout, or None and `why` it is missing."""
+
+    commit: str
+    root: Path | None
+    why: str = ""
+
+
+@contextmanager
+def baseline_checkout(commit: str = BASELINE_COMMIT) -> Iterator[Baseline]:
+    """A temporary git worktree of `commit` (BENCH_BASELINE_COMMIT), removed afterwards, whose
+    `guestkey` the bench can run as `today's` reference in the same run."""
+    git = shutil.which("git")
+    if git is None:
+        yield Baseline(commit, None, "git is not installed")
+        return
+
+    def run_git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [git, "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=False
+        )
+
+    found = run_git("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
+    if found.returncode != 0:
+        yield Baseline(commit, None, f"commit {commit} is not in {REPO_ROOT}'s git repository")
+        return
+    full = found.stdout.strip()
+    scratch = Path(tempfile.mkdtemp(prefix="guestkey-baseline-"))
+    root = scratch / "guestkey"
+    added = run_git("worktree", "add", "--detach", str(root), full)
+    if added.returncode != 0:
+        shutil.rmtree(scratch, ignore_errors=True)
+        yield Baseline(commit, None, f"git worktree add failed: {added.stderr.strip()}")
+        return
+    try:
+        yield Baseline(full[:9], root)
+    finally:
+        run_git("worktree", "remove", "--force", str(root))
+        shutil.rmtree(scratch, ignore_errors=True)
+        run_git("worktree", "prune")
+
+
+# --- CPU ---------------------------------------------------------------------------------
+
+
+def _postgres_database(title: str) -> str | None:
+    """The database of a PostgreSQL client backend, from its process title
+    (`postgres: 15/main: user database 127.0.0.1(5432) idle`); None for the server's own
+    processes (checkpointer, WAL writer, background writer...), which work for every database."""
+    words = title.split()
+    for index, word in enumerate(words):
+        if word == "[local]" or re.fullmatch(r"[0-9a-fA-F.:]+\(\d+\)", word):
+            return words[index - 1] if index >= 1 else ""
+    return None
+
+
+class CpuMeter:
+    """User + system CPU seconds spent by groups of processes between `start` and `stop`:
+    named processes (with their children), this process (the load generator and the SMTP
+    sink), and PostgreSQL — its backends serving `databases`, plus the server's own processes
+    (WAL writer, checkpointer...), but not the backends of other databases on the same server.
+
+    Sampled every SAMPLE_SECONDS in a thread, so a process that ends before `stop` (a backend
+    of a pool's overflow connection) counts up to its last sample."""
+
+    SAMPLE_SECONDS = 0.5
+
+    def __init__(self, processes: dict[str, list[int]], databases: list[str]) -> None:
+        self._roots = processes
+        self._databases = {url.rsplit("/", 1)[1] for url in databases}
+        self._first: dict[int, tuple[str, float]] = {}  # pid: (group, CPU seconds at first sight)
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = False
+
+    def _groups(self) -> Iterator[tuple[str, psutil.Process]]:
+        for group, pids in self._roots.items():
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):
+                    root = psutil.Process(pid)
+                    yield group, root
+                    for child in root.children(recursive=True):
+                        yield group, child
+        yield "bench (client + SMTP)", psutil.Process()
+        for process in psutil.process_iter(["name", "cmdline"]):
+            if process.info["name"] not in ("postgres", "postmaster"):
+                continue
+            database = _postgres_database(" ".join(process.info["cmdline"] or []))
+            if database is None or database in self._databases:
+                yield "PostgreSQL", process
+
+    def _sample(self) -> None:
+        for group, process in self._groups():
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                seconds = float(times.user + times.system)
+                # A process first seen after `start` began after it: all its CPU counts.
+                self._first.setdefault(process.pid, (group, seconds if not self._started else 0.0))
+                self._last[process.pid] = seconds
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.SAMPLE_SECONDS):
+            self._sample()
+
+    def start(self) -> CpuMeter:
+        self._sample()
+        self._started = True
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds per group since `start`."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        spent: dict[str, float] = dict.fromkeys([*self._roots, "PostgreSQL"], 0.0)
+        spent["bench (client + SMTP)"] = 0.0
+        for pid, (group, first) in self._first.items():
+            spent[group] += max(0.0, self._last[pid] - first)
+        return spent
 
 
 # --- SMTP sink -----------------------------------------------------------------------------
@@ -336,8 +486,6 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    import psutil
-
     return {
         "cpus": str(os.cpu_count()),
         "cpu": cpu,

@@ -1,4 +1,4 @@
-"""4. Scale of state: the same operations with 1,000 and with 100,000 reservations stored.
+"""5. Scale of state: the same operations with 1,000 and with 100,000 reservations stored.
 
 One database, migrated by `guestkey serve` itself. Reservations (each with an access method, a
 door and a delivery) are seeded by SQL (`generate_series`), SMALL first, then up to LARGE, with
@@ -176,11 +176,14 @@ async def measure_size(runtime, base_url: str, size: int) -> dict[str, float]:  
     return figures
 
 
-async def _run(url: str, base_url: str) -> tuple[dict[str, float], dict[str, float]]:
+async def _run(
+    url: str, base_url: str, env: dict[str, str]
+) -> tuple[dict[str, float], dict[str, float]]:
     from app.config import Settings
     from app.runtime import open_runtime
 
-    for name, value in guestkey_env(url, seam_url="http://127.0.0.1:9").items():
+    # The server's own settings (its encryption key opens the data it stored at startup).
+    for name, value in env.items():
         os.environ[name] = value
     settings = Settings()
     results = []
@@ -207,8 +210,10 @@ async def _run(url: str, base_url: str) -> tuple[dict[str, float], dict[str, flo
 
 
 def run() -> list[Row]:
-    with scratch_database("scale") as url, guestkey_serve(url, worker=False) as guestkey:
-        small, large = asyncio.run(_run(url, guestkey.url))
+    with scratch_database("scale") as url:
+        env = guestkey_env(url, seam_url="http://127.0.0.1:9")
+        with guestkey_serve(url, worker=False, env=env) as guestkey:
+            small, large = asyncio.run(_run(url, guestkey.url, env))
     rows = []
     for name in small:
         ratio = large[name] / small[name]
