@@ -161,7 +161,9 @@ def worker_options(runtime: Runtime, *, concurrency: int, wait: bool = True) -> 
         "wait": wait,
         "install_signal_handlers": False,
         "additional_context": {"runtime": runtime},
-        "fetch_job_polling_interval": 1.0,
+        # A job that waits for its reservation's lock is not announced again when the lock
+        # frees (procrastinate notifies workers of new jobs only): polling is what starts it.
+        "fetch_job_polling_interval": 0.25,
         "abort_job_polling_interval": 5.0,
         "shutdown_graceful_timeout": 20.0,
         # Jobs of a worker silent for GUESTKEY_STALLED_JOB_SECONDS (at least 15, default 20:
