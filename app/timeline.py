@@ -55,6 +55,10 @@ class TimelineKind(enum.StrEnum):
     FRESH_CODE_REQUESTED = "fresh_code_requested"
 
 
+# One Core statement: no unit of work for a row nothing reads back.
+_INSERT_EVENT = cast(Table, ReservationEvent.__table__).insert()
+
+
 async def record_event(
     session: AsyncSession,
     *,
@@ -63,12 +67,12 @@ async def record_event(
     reason: str | None = None,
     **detail: Any,
 ) -> None:
-    session.add(
-        ReservationEvent(
-            reservation_id=reservation_id, kind=kind.value, reason=reason, detail=detail
-        )
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # as before: the entry is written after what it records
+    await session.execute(
+        _INSERT_EVENT,
+        {"reservation_id": reservation_id, "kind": kind.value, "reason": reason, "detail": detail},
     )
-    await session.flush()
 
 
 def record_events_statement(

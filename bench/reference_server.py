@@ -2,8 +2,8 @@
 
 The same `uvicorn.run` call as `guestkey serve` (`app.cli.run_server`: one process, uvicorn's
 default loop and HTTP implementation — uvloop and httptools, both installed — no access log,
-proxy headers) and the same database engine settings as app/db.py (SQLAlchemy async, psycopg 3,
-pool 10 + 10 overflow, pre-ping).
+proxy headers) and the same database engine as guestkey (`app.db.create_engine`: SQLAlchemy
+async, psycopg 3, pool 10 + 10 overflow, a ping only for a connection idle for 2 s or more).
 """
 
 from __future__ import annotations
@@ -15,20 +15,19 @@ from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import create_engine
 
 
 def engine_lifespan(
     database_url: str, schema: str
 ) -> tuple[Any, Callable[[], async_sessionmaker[AsyncSession]]]:
-    url = database_url.replace("postgresql://", "postgresql+psycopg://", 1)
     holder: dict[str, async_sessionmaker[AsyncSession]] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_async_engine(
-            url, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800
-        )
+        engine = create_engine(database_url)  # guestkey's own engine settings
         async with engine.begin() as connection:
             for statement in schema.split(";"):
                 if statement.strip():

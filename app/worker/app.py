@@ -11,13 +11,17 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import procrastinate
 import psycopg
+import psycopg_pool
 import structlog
 
+from app.db import PING_AFTER_IDLE_SECONDS
 from app.metrics import JOBS
 
 if TYPE_CHECKING:
@@ -53,6 +57,7 @@ async def open_jobs(conninfo: str, *, max_size: int) -> AsyncIterator[procrastin
         # Each of procrastinate's queries is one statement (a function call): autocommit
         # spares every fetch, finish and heartbeat a BEGIN and a COMMIT round trip.
         configure=_autocommit,
+        pool_factory=_pool_checking_idle_connections,
     )
     with jobs.replace_connector(connector):
         await connector.open_async()
@@ -64,6 +69,31 @@ async def open_jobs(conninfo: str, *, max_size: int) -> AsyncIterator[procrastin
 
 async def _autocommit(connection: psycopg.AsyncConnection[Any]) -> None:
     await connection.set_autocommit(True)
+
+
+# When each pooled connection went back to the pool (app.db pings the same way).
+_returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _note_returned(connection: psycopg.AsyncConnection[Any]) -> None:
+    _returned_at[connection] = time.monotonic()
+
+
+async def _check_if_idle(connection: psycopg.AsyncConnection[Any]) -> None:
+    """procrastinate checks every connection it takes from its pool (one round trip per fetch
+    and per finish): only one idle for PING_AFTER_IDLE_SECONDS is checked here."""
+    returned = _returned_at.get(connection)
+    if returned is not None and time.monotonic() - returned < PING_AFTER_IDLE_SECONDS:
+        return
+    await psycopg_pool.AsyncConnectionPool.check_connection(connection)
+
+
+def _pool_checking_idle_connections(**options: Any) -> psycopg_pool.AsyncConnectionPool:
+    return psycopg_pool.AsyncConnectionPool(
+        **(options | {"check": _check_if_idle, "reset": _note_returned})
+    )
 
 
 def observed(task_name: str) -> Callable[[F], F]:
