@@ -195,7 +195,7 @@ class StoredReservation:
 
     @classmethod
     def of(cls, reservation: Reservation, related: Related) -> StoredReservation:
-        """The same from ORM rows (a page of the list, a cancelled or resent reservation)."""
+        """The same from ORM rows and their `related` rows (a page of the list)."""
         return cls(
             **{name: getattr(reservation, name) for name in _OWN_COLUMNS},
             access_methods=[
