@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Insert, Table, literal, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.reservations.models import ReservationEvent
@@ -68,6 +69,28 @@ async def record_event(
         )
     )
     await session.flush()
+
+
+def record_events_statement(
+    reservation_id: ColumnElement[uuid.UUID],
+    *,
+    kind: TimelineKind,
+    reason: str | None = None,
+    **detail: Any,
+) -> Insert:
+    """`record_event` for each reservation id a statement yields (a column of a CTE that wrote
+    them), so the entry is recorded by the same statement as the write it records."""
+    columns = select(
+        reservation_id,
+        literal(kind.value),
+        literal(reason),
+        literal(detail, JSONB),
+    )
+    return (
+        cast(Table, ReservationEvent.__table__)
+        .insert()
+        .from_select(["reservation_id", "kind", "reason", "detail"], columns)
+    )
 
 
 async def timeline(session: AsyncSession, *, reservation_id: uuid.UUID) -> list[ReservationEvent]:
