@@ -238,12 +238,14 @@ async def _check_added_doors(
 async def get_reservation(
     reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep, runtime: RuntimeDep
 ) -> ReservationOut:
-    await service.read_only(session)
+    in_transaction = not await service.read_only(session)
     stored = await service.find_stored(
         session, client_id=client_id, reservation_key=reservation_key
     )
     if stored is None:
         raise NotFound(f"no reservation {reservation_key!r}")
+    if in_transaction:  # one the API key's look-up began: COMMIT keeps the prepared statements
+        await session.commit()
     return present(stored, runtime.cipher)
 
 

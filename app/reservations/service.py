@@ -195,7 +195,7 @@ class StoredReservation:
 
     @classmethod
     def of(cls, reservation: Reservation, related: Related) -> StoredReservation:
-        """The same from ORM rows (a page of the list, a cancelled or resent reservation)."""
+        """The same from ORM rows and their `related` rows (a page of the list)."""
         return cls(
             **{name: getattr(reservation, name) for name in _OWN_COLUMNS},
             access_methods=[
@@ -291,12 +291,14 @@ _STORED_BY_KEY = (
 _STORED_BY_ID = _STORED + "WHERE r.id = %(reservation_id)s"
 
 
-async def read_only(session: AsyncSession) -> None:
+async def read_only(session: AsyncSession) -> bool:
     """Let the session's statements run without a transaction, each on its own, when nothing
-    has begun one yet: a request that reads once saves BEGIN and ROLLBACK (after which psycopg
-    also drops every statement it had prepared on the connection)."""
-    if not session.in_transaction():
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    has begun one yet (True then): a request that reads once saves BEGIN and ROLLBACK (after
+    which psycopg also drops every statement it had prepared on the connection)."""
+    if session.in_transaction():
+        return False
+    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    return True
 
 
 async def find_stored(

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app.reservations.models import Reservation
 from app.runtime import Runtime
-from tests.conftest import job_counts
+from tests.conftest import job_counts, settle
 from tests.factories import (
     FRONT_DOOR,
     LOBBY,
@@ -82,6 +82,26 @@ async def test_put_with_changes_answers_200_and_updates(client: httpx.AsyncClien
     timeline = (await client.get("/v1/reservations/bk-1/events")).json()["events"]
     assert [event["kind"] for event in timeline] == ["requested", "changed"]
     assert timeline[1]["detail"]["fields"] == ["starts_at", "ends_at"]
+
+
+async def test_a_delivered_reservation_reads_the_same_however_it_is_asked_for(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """GET and an identical PUT read the reservation and its related rows in one statement;
+    the list reads them through the ORM: the same resource either way."""
+    body = reservation_body()
+    await client.put("/v1/reservations/bk-1", json=body)
+    await settle(runtime)
+    got = (await client.get("/v1/reservations/bk-1")).json()
+    assert got["status"] == "delivered", got
+    assert [method["code"] is not None for method in got["access_methods"]] == [True]
+    assert got["doors"] and all(door["name"] for door in got["doors"])
+    assert [delivery["status"] for delivery in got["deliveries"]] == ["sent"]
+
+    again = await client.put("/v1/reservations/bk-1", json=body)
+    assert again.status_code == 200
+    assert again.json() == got
+    assert (await client.get("/v1/reservations")).json()["items"] == [got]
 
 
 async def test_same_instant_in_another_offset_is_no_change(client: httpx.AsyncClient) -> None:
