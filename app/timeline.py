@@ -10,8 +10,7 @@ import enum
 import uuid
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Insert, Table, literal, select
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.reservations.models import ReservationEvent
@@ -72,28 +71,6 @@ async def record_event(
     await session.execute(
         _INSERT_EVENT,
         {"reservation_id": reservation_id, "kind": kind.value, "reason": reason, "detail": detail},
-    )
-
-
-def record_events_statement(
-    reservation_id: ColumnElement[uuid.UUID],
-    *,
-    kind: TimelineKind,
-    reason: str | None = None,
-    **detail: Any,
-) -> Insert:
-    """`record_event` for each reservation id a statement yields (a column of a CTE that wrote
-    them), so the entry is recorded by the same statement as the write it records."""
-    columns = select(
-        reservation_id,
-        literal(kind.value),
-        literal(reason),
-        literal(detail, JSONB),
-    )
-    return (
-        cast(Table, ReservationEvent.__table__)
-        .insert()
-        .from_select(["reservation_id", "kind", "reason", "detail"], columns)
     )
 
 
