@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.callbacks.service import notify
-from app.db import autocommit, utcnow
+from app.db import utcnow
 from app.delivery.channels import DeliveryFailed
 from app.delivery.messages import GuestMessage, render_email, render_sms
 from app.delivery.models import Delivery, DeliveryStatus
@@ -28,6 +28,7 @@ from app.reservations.doors import granted_door_names
 from app.reservations.models import AccessMethod, CodeState, Reservation, ReservationStatus
 from app.runtime import Runtime
 from app.timeline import TimelineKind, record_event
+from app.worker.queue import defer
 from app.worker.retry import RETRY, RetryLater
 
 log = structlog.get_logger(__name__)
@@ -41,8 +42,10 @@ FINISHED = (
 
 
 _RESCHEDULE_WAITING_JOB = text(
-    "UPDATE procrastinate_jobs SET scheduled_at = :at WHERE id = :id AND status = 'todo'"
+    "UPDATE procrastinate_jobs SET scheduled_at = :at WHERE id = :id AND status = 'todo' "
+    "RETURNING id"
 )
+BEING_SENT_RETRY = 30.0  # seconds: longer than a send takes but for a channel's timeout
 _DELETE_WAITING_JOB = text("DELETE FROM procrastinate_jobs WHERE id = :id AND status = 'todo'")
 
 
@@ -60,11 +63,18 @@ async def send_planned(runtime: Runtime, planned: Planned) -> None:
         )
     except RetryLater as error:
         delay = error.retry_after if error.retry_after is not None else RETRY.delay(1)
-        async with autocommit(runtime.sessionmaker) as session:
-            await session.execute(
-                _RESCHEDULE_WAITING_JOB,
-                {"id": planned.backstop_job_id, "at": utcnow() + timedelta(seconds=delay)},
+        at = utcnow() + timedelta(seconds=delay)
+        async with runtime.sessionmaker() as session:
+            moved = await session.scalar(
+                _RESCHEDULE_WAITING_JOB, {"id": planned.backstop_job_id, "at": at}
             )
+            if moved is None:  # that job already ran (and found the message being sent here)
+                from app.delivery.tasks import send_delivery as send_task
+
+                await defer(
+                    session, send_task, schedule_at=at, delivery_id=str(planned.delivery_id)
+                )
+            await session.commit()
         log.info("delivery.left_to_job", delivery_id=str(planned.delivery_id))
 
 
@@ -82,8 +92,14 @@ async def send_delivery(
                 .with_for_update(of=Delivery, skip_locked=True)
             )
         ).first()
-        if found is None or found[0].status in FINISHED:
-            return  # gone, being sent by another job right now, or done
+        if found is None:
+            status = await session.scalar(select(Delivery.status).where(Delivery.id == delivery_id))
+            if status is not None and status not in FINISHED:
+                # Being sent by another job right now, which may yet fail: come back then.
+                raise RetryLater("the message is being sent", retry_after=BEING_SENT_RETRY)
+            return  # gone, or done
+        if found[0].status in FINISHED:
+            return  # done
         delivery, reservation, method = found
         skip = _reason_to_skip(delivery, reservation, method)
         if skip is not None:

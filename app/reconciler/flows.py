@@ -47,7 +47,7 @@ from app.runtime import Runtime
 from app.webhooks.events import ACTED_ON_EVENTS, DOOR_EVENTS, HANDLED_EVENTS, UNHANDLED
 from app.webhooks.models import InboxOutcome, SeamWebhook
 from app.webhooks.service import redact
-from app.worker.app import jobs
+from app.worker.app import jobs, release_queueing_lock
 from app.worker.queue import defer
 from app.worker.retry import TRANSIENT_ERRORS
 
@@ -332,6 +332,7 @@ async def retry_stalled_jobs(seconds_since_heartbeat: float = 20.0) -> int:
     )
     retried = 0
     for job in stalled:
+        await release_queueing_lock(None, job_id=job.id)  # see app.worker.app
         try:
             await jobs.job_manager.retry_job(job)
         except ConnectorException:  # no longer `doing`: another check put it back meanwhile

@@ -43,11 +43,13 @@ async def refresh_access_method(
     access_grant_ids: Sequence[str] = (),
     seam_event: str | None = None,
     webhook_id: uuid.UUID | None = None,
+    send_now: bool = False,
 ) -> bool:
     """Re-read an access method from Seam and, when its code is issued (or new), make it the
     reservation's current code. `access_grant_ids`: the grants the event says it belongs to.
     `webhook_id`: the event that asked, marked processed with the code when one is stored;
-    returns whether it was."""
+    returns whether it was. `send_now` (a job, not a request): the messages due now are sent
+    from here once the code is stored, each with a job waiting in case this one dies first."""
     try:
         state = await runtime.seam.get_access_method(access_method_id)
     except SeamNotFound:
@@ -113,6 +115,7 @@ async def refresh_access_method(
                 first=previous is None and not replaced,
                 reason="backup code" if state.is_backup_code else seam_event,
                 door_names=[door.name for door in opened],
+                send_now=send_now,
             )
         if webhook_id is not None:
             await session.execute(
@@ -142,6 +145,7 @@ async def _announce_new_code(
     first: bool,
     reason: str | None,
     door_names: list[str],
+    send_now: bool,
 ) -> list[Planned]:
     if reservation.status != ReservationStatus.FAILED:
         reservation.status = ReservationStatus.ISSUED.value
@@ -162,7 +166,7 @@ async def _announce_new_code(
         method=method,
         kind="new_code",
         lead=runtime.settings.guestkey_delivery_lead,
-        send_now=True,
+        send_now=send_now,
     )
     await notify(
         session,

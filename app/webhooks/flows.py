@@ -33,7 +33,7 @@ from app.timeline import TimelineKind, record_event
 from app.webhooks.events import ACCESS_METHOD_CODE_EVENTS, HANDLED_EVENTS, UNHANDLED
 from app.webhooks.models import InboxOutcome, SeamWebhook
 from app.webhooks.service import LOCK_EVENTS, find_reservation, finish, route_to, strings
-from app.worker.retry import RetryLater
+from app.worker.retry import TRANSIENT_ERRORS, RetryLater
 
 log = structlog.get_logger(__name__)
 
@@ -102,16 +102,58 @@ async def apply_seam_events(
         ]
         if runs and not runs[0][0]:
             # The first run is applied in the transaction that read the events.
-            await _record_seam_events(session, reservation_id, runs.pop(0)[1])
+            first = runs.pop(0)[1]
+            try:
+                await _record_seam_events(session, reservation_id, first)
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception:
+                await session.rollback()
+                runs.insert(0, (False, first))  # again, one event at a time
         await session.commit()
     for asks_seam, run in runs:
         if not asks_seam:
-            async with runtime.sessionmaker() as session:
-                await _record_seam_events(session, reservation_id, run)
-                await session.commit()
+            await _apply_run(runtime, reservation_id, run)
             continue
         for event in run:
-            await _refresh_code(runtime, reservation_id, event)
+            try:
+                await _refresh_code(runtime, reservation_id, event)
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception:
+                await _set_aside(runtime, reservation_id, event)
+
+
+async def _apply_run(runtime: Runtime, reservation_id: uuid.UUID, run: list[Event]) -> None:
+    """A run of events that need no Seam call, in one transaction; should one of them fail
+    for a reason no retry mends, each on its own, so one bad event holds up no other."""
+    try:
+        async with runtime.sessionmaker() as session:
+            await _record_seam_events(session, reservation_id, run)
+            await session.commit()
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception:
+        if len(run) == 1:
+            await _set_aside(runtime, reservation_id, run[0])
+            return
+        for event in run:
+            await _apply_run(runtime, reservation_id, [event])
+
+
+async def _set_aside(runtime: Runtime, reservation_id: uuid.UUID, event: Event) -> None:
+    """An event guestkey could not apply (a bug, or Seam refusing for good): logged with its
+    traceback, and kept in the inbox as ignored with the reason, so the reservation's later
+    events still go through."""
+    log.exception(
+        "webhooks.seam.apply_failed",
+        event_type=event.event_type,
+        reservation_id=str(reservation_id),
+        webhook_id=str(event.id),
+    )
+    async with runtime.sessionmaker() as session:
+        await finish(session, event.id, InboxOutcome.IGNORED, "could not be applied (see the log)")
+        await session.commit()
 
 
 class Event(NamedTuple):
@@ -137,6 +179,7 @@ async def _refresh_code(runtime: Runtime, reservation_id: uuid.UUID, event: Even
         access_grant_ids=strings(payload.get("access_grant_id"), payload.get("access_grant_ids")),
         seam_event=event.event_type,
         webhook_id=event.id,
+        send_now=True,
     )
     if not finished:  # no code stored with it
         async with runtime.sessionmaker() as session:
@@ -163,12 +206,20 @@ async def _record_seam_events(
         event_type = event.event_type or ""
         log.info("webhooks.seam.apply", event_type=event_type, reservation_id=str(reservation_id))
         handler = _HANDLERS.get(event_type, _method_problem)
+        if event_type in ACCESS_METHOD_CODE_EVENTS:
+            handler = _no_code_named  # a code event naming no access method
         await handler(session, reservation, event_type, event.payload or {})
     await session.execute(
         update(SeamWebhook)
         .where(SeamWebhook.id.in_([event.id for event in events]))
         .values(outcome=InboxOutcome.PROCESSED.value, outcome_reason=None, processed_at=utcnow())
     )
+
+
+async def _no_code_named(
+    session: AsyncSession, reservation: Reservation, event_type: str, payload: dict[str, Any]
+) -> None:
+    """Nothing to re-read: the reconciler's next pass asks Seam about the stay anyway."""
 
 
 async def _method_removed(

@@ -96,6 +96,29 @@ def _pool_checking_idle_connections(**options: Any) -> psycopg_pool.AsyncConnect
     )
 
 
+# A running job keeps its queueing lock, and a job of the same lock may have been enqueued
+# meanwhile (it was not waiting any more): putting the running one back to wait for its retry
+# would then break procrastinate's one-waiting-job-per-queueing-lock index, and the job would
+# stay `doing` — holding its reservation's lock — for good. A job about to be retried gives its
+# queueing lock up first (the waiting job does the same work).
+_RELEASE_QUEUEING_LOCK = (
+    "UPDATE procrastinate_jobs SET queueing_lock = NULL "
+    "WHERE id = %(id)s AND status = 'doing' AND queueing_lock IS NOT NULL"
+)
+
+
+async def release_queueing_lock(context: object, *, job_id: int | None = None) -> None:
+    """Give up a running job's queueing lock (`context`: a task's JobContext, or pass
+    `job_id`), before procrastinate puts it back to wait for a retry."""
+    if job_id is None:
+        job = getattr(context, "job", None)
+        if job is None or not getattr(job, "queueing_lock", None):
+            return
+        job_id = job.id
+    with contextlib.suppress(Exception):  # the database may be the failure: a stall retries it
+        await jobs.connector.execute_query_async(_RELEASE_QUEUEING_LOCK, id=job_id)
+
+
 def observed(task_name: str) -> Callable[[F], F]:
     """Count a task's runs by outcome: succeeded, retried (a transient failure), error."""
 
@@ -108,9 +131,11 @@ def observed(task_name: str) -> Callable[[F], F]:
                 result = await function(*args, **kwargs)
             except TRANSIENT_ERRORS:
                 JOBS.labels(task_name, "retried").inc()
+                await release_queueing_lock(args[0] if args else None)
                 raise
             except Exception:
                 JOBS.labels(task_name, "error").inc()
+                await release_queueing_lock(args[0] if args else None)
                 raise
             JOBS.labels(task_name, "succeeded").inc()
             return result

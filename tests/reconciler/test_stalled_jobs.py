@@ -68,3 +68,41 @@ def test_stalled_jobs_are_recovered_every_ten_seconds_without_a_lock() -> None:
     ]
     assert periodic.cron == "* * * * * */10"
     assert recover_stalled_jobs.lock is None  # a killed run must not block the next ones
+
+
+async def test_a_stalled_job_whose_queueing_lock_has_a_waiting_job_is_retried(
+    runtime: Runtime,
+) -> None:
+    # A job of the same queueing lock was enqueued while the stalled one ran (it was not
+    # waiting any more): putting the stalled one back to wait would break procrastinate's
+    # one-waiting-job-per-queueing-lock index, and leave it `doing`, holding its lock, for good.
+    async with runtime.engine.begin() as connection:
+        worker_id = await connection.scalar(
+            text(
+                "INSERT INTO procrastinate_workers (last_heartbeat) "
+                "VALUES (now() - interval '30 seconds') RETURNING id"
+            )
+        )
+        for status, worker in (("doing", worker_id), ("todo", None)):
+            await connection.execute(
+                text(
+                    "INSERT INTO procrastinate_jobs "
+                    "(queue_name, task_name, args, status, worker_id, lock, queueing_lock) "
+                    "VALUES ('default', 'webhooks.apply_seam_event', "
+                    '\'{"reservation_id": "00000000-0000-4000-8000-000000000001"}\', '
+                    "CAST(:status AS procrastinate_job_status), :worker, 'reservation:x', "
+                    "'reservation-events:x')"
+                ),
+                {"status": status, "worker": worker},
+            )
+    assert await retry_stalled_jobs(20) == 1
+    async with runtime.engine.connect() as connection:
+        statuses = (
+            await connection.execute(
+                text("SELECT status::text, queueing_lock FROM procrastinate_jobs ORDER BY id")
+            )
+        ).all()
+    assert [tuple(row) for row in statuses] == [
+        ("todo", None),  # back in line, without the lock the waiting job holds
+        ("todo", "reservation-events:x"),
+    ]

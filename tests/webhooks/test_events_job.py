@@ -187,3 +187,48 @@ async def test_a_code_whose_job_died_before_sending_is_sent_by_its_waiting_job(
     await run_jobs(runtime)
     assert len(mailbox.to("ada@example.com")) == 1
     assert (await client.get("/v1/reservations/bk-1")).json()["status"] == "delivered"
+
+
+@pytest.mark.provokes_traceback
+async def test_an_event_that_cannot_be_applied_holds_up_no_other(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    fake_seam: Any,
+    granted: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.webhooks import flows
+
+    reservation_id, grant_key = granted
+    original = flows._method_problem
+
+    async def broken_for_one(session: Any, reservation: Any, event_type: str, payload: Any) -> None:
+        if payload.get("access_method_id", "").endswith("d2"):
+            raise ValueError("a bug in one handler")
+        await original(session, reservation, event_type, payload)
+
+    monkeypatch.setitem(flows._HANDLERS, "access_method.delay_in_issuing", broken_for_one)
+    for method in ("d1", "d2", "d3"):
+        await _emit_delay(fake_seam, grant_key, f"00000000-0000-4000-8000-0000000000{method}")
+    await run_jobs(runtime)
+
+    assert await _routed(runtime, reservation_id) == 0
+    async with runtime.engine.connect() as connection:
+        outcomes = (
+            await connection.execute(
+                text(
+                    "SELECT payload->>'access_method_id', outcome, outcome_reason "
+                    "FROM seam_webhook WHERE reservation_id = CAST(:id AS uuid) "
+                    "ORDER BY received_at"
+                ),
+                {"id": reservation_id},
+            )
+        ).all()
+    assert [(method[-2:], outcome) for method, outcome, _ in outcomes] == [
+        ("d1", "processed"),
+        ("d2", "ignored"),
+        ("d3", "processed"),
+    ]
+    kinds = [entry["kind"] for entry in await timeline(client)]
+    assert kinds.count("access_method_delay_in_issuing") == 2, kinds
+    assert await _events_jobs(runtime, reservation_id) == ["succeeded"]
