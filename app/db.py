@@ -123,6 +123,28 @@ async def autocommit(
         yield session
 
 
+async def execute_one(
+    engine: AsyncEngine, statement: str, parameters: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    """One statement that is a transaction of its own, run straight on the driver (psycopg's
+    `%(name)s` parameters), returning its first row: for the hot path of webhook intake, where
+    a session costs more than the statement. A connection that lost the database is dropped,
+    and the pool with it, as SQLAlchemy does for its own statements."""
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        try:
+            cursor = await driver.execute(statement, parameters)
+            row: tuple[Any, ...] | None = await cursor.fetchone()
+        except psycopg.Error as error:
+            if driver.closed or driver.broken:
+                await connection.invalidate(error)
+                await connection.engine.dispose()
+            raise
+        return row
+
+
 async def session_scope(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:

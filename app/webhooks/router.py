@@ -41,7 +41,7 @@ async def receive_seam_webhook(request: Request) -> Response:
         log.warning("webhooks.seam.unverified", reason=reason, status=error.status_code)
         raise
     intake = await store_delivery(
-        runtime.sessionmaker, svix_id=delivery.message_id, body=delivery.body
+        runtime.engine, runtime.sessionmaker, svix_id=delivery.message_id, body=delivery.body
     )
     WEBHOOKS.labels(intake.outcome, intake.reason or "").inc()
     if intake.outcome == "duplicate":

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
 import structlog
+from psycopg.types.json import Jsonb
 from sqlalchemy import (
     Table,
     Text,
@@ -21,10 +22,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.db import autocommit, utcnow
+from app.db import execute_one, utcnow
 from app.doors.service import enqueue_refresh as enqueue_door_refresh
 from app.reservations.models import AccessMethod, Reservation
 from app.reservations.service import reservation_lock
@@ -162,41 +163,53 @@ def _events_job(route: Route) -> dict[str, Any]:
     }
 
 
+# The one-statement paths of intake run on the driver (`db.execute_one`): psycopg parameters.
+_INSERT_ONE = """
+    INSERT INTO seam_webhook (id, svix_id, event_id, event_type, payload, body_sha256,
+                              body_length, outcome, outcome_reason, processed_at)
+    VALUES (%(id)s, %(svix_id)s, %(event_id)s, %(event_type)s, %(payload)s, %(body_sha256)s,
+            %(body_length)s, %(outcome)s, %(outcome_reason)s, %(processed_at)s)
+    ON CONFLICT DO NOTHING
+    RETURNING id
+"""
 # A handled event naming a grant key, as Seam's do, stored in one statement: the look-up
 # (taking the reservation's events lock), the routed row and, unless one is waiting, the
 # reservation's events job. It stores nothing when no reservation holds the key, or when the
 # delivery is a duplicate: `store_delivery` then takes the general path.
-_INSERT_ROUTED_BY_KEY = text(
-    """
+_INSERT_ROUTED_BY_KEY = """
     WITH found AS (
         SELECT id, access_grant_id IS NOT NULL AS granted,
                pg_advisory_xact_lock_shared(
                    hashtextextended('reservation-events:' || id::text, 0)) AS locked
-        FROM reservation WHERE access_grant_key = ANY(:keys) LIMIT 1
+        FROM reservation WHERE access_grant_key = ANY(%(keys)s) LIMIT 1
     ), event AS (
         INSERT INTO seam_webhook
             (id, svix_id, event_id, event_type, payload, outcome, processed_at, reservation_id)
-        SELECT :id, :svix_id, :event_id, :event_type, :payload, 'routed', now(), found.id
+        SELECT %(id)s, %(svix_id)s, %(event_id)s, %(event_type)s, %(payload)s, 'routed', now(),
+               found.id
         FROM found
         ON CONFLICT DO NOTHING
         RETURNING id, reservation_id
     ), job AS (
         INSERT INTO procrastinate_jobs
             (queue_name, task_name, priority, lock, queueing_lock, args)
-        SELECT 'default', :task_name,
-               CASE WHEN found.granted THEN :stay_priority ELSE :new_stay_priority END,
+        SELECT 'default', %(task_name)s,
+               CASE WHEN found.granted THEN %(stay_priority)s ELSE %(new_stay_priority)s END,
                'reservation:' || found.id, 'reservation-events:' || found.id,
                jsonb_build_object('reservation_id', found.id::text)
         FROM event JOIN found ON found.id = event.reservation_id
         ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
     )
     SELECT id FROM event
-    """
-).bindparams(bindparam("payload", type_=JSONB), bindparam("keys", type_=ARRAY(Text)))
+"""
 
 
 async def store_delivery(
-    sessionmaker: async_sessionmaker[AsyncSession], *, svix_id: str, body: bytes
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    svix_id: str,
+    body: bytes,
 ) -> Intake:
     """Store a verified delivery once, with the work it asks for. An event guestkey does not
     act on, a body that is not an event, and a handled event naming its grant key take one
@@ -216,9 +229,8 @@ async def store_delivery(
             "outcome_reason": problem,
             "processed_at": utcnow(),
         }
-        async with autocommit(sessionmaker) as session:
-            if await session.scalar(_INSERT, row) is None:
-                return Intake("duplicate")
+        if await execute_one(engine, _INSERT_ONE, row) is None:
+            return Intake("duplicate")
         log.error("webhooks.seam.rejected", svix_id=svix_id, reason=problem)
         return Intake("rejected", problem)
 
@@ -232,29 +244,36 @@ async def store_delivery(
         "payload": redact(payload),
     }
     if event_type not in HANDLED_EVENTS and event_type not in DOOR_EVENTS:
-        row |= {
-            "outcome": InboxOutcome.IGNORED.value,
-            "outcome_reason": UNHANDLED,
-            "processed_at": utcnow(),
-        }
-        async with autocommit(sessionmaker) as session:
-            stored = await session.scalar(_INSERT, row)
+        stored = await execute_one(
+            engine,
+            _INSERT_ONE,
+            row
+            | {
+                "payload": Jsonb(row["payload"]),
+                "body_sha256": None,
+                "body_length": None,
+                "outcome": InboxOutcome.IGNORED.value,
+                "outcome_reason": UNHANDLED,
+                "processed_at": utcnow(),
+            },
+        )
         # stored for the record; no job, nothing to do
         return Intake("ignored" if stored else "duplicate")
 
     keys = strings(payload.get("access_grant_key"), payload.get("access_grant_keys"))
     if event_type in HANDLED_EVENTS and keys:
-        async with autocommit(sessionmaker) as session:
-            stored = await session.scalar(
-                _INSERT_ROUTED_BY_KEY,
-                row
-                | {
-                    "keys": keys,
-                    "task_name": EVENTS_TASK,
-                    "stay_priority": int(Priority.STAY),
-                    "new_stay_priority": int(Priority.NEW_STAY),
-                },
-            )
+        stored = await execute_one(
+            engine,
+            _INSERT_ROUTED_BY_KEY,
+            row
+            | {
+                "payload": Jsonb(row["payload"]),
+                "keys": keys,
+                "task_name": EVENTS_TASK,
+                "stay_priority": int(Priority.STAY),
+                "new_stay_priority": int(Priority.NEW_STAY),
+            },
+        )
         if stored is not None:
             return Intake("accepted")
 
