@@ -17,6 +17,7 @@ from sqlalchemy import MetaData, event, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -119,8 +120,18 @@ async def autocommit(
     """A session whose every statement is a transaction of its own (no BEGIN and no COMMIT or
     ROLLBACK: two round trips fewer): for reads, and for work done in one statement."""
     async with sessionmaker() as session:
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        await without_transaction(session)
         yield session
+
+
+async def without_transaction(session: AsyncSession) -> bool:
+    """Let the session's statements run without a transaction, each on its own, when nothing
+    has begun one yet (True then): a request that reads once saves BEGIN and ROLLBACK (after
+    which psycopg also drops every statement it had prepared on the connection)."""
+    if session.in_transaction():
+        return False
+    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    return True
 
 
 async def execute_one(
@@ -128,21 +139,30 @@ async def execute_one(
 ) -> tuple[Any, ...] | None:
     """One statement that is a transaction of its own, run straight on the driver (psycopg's
     `%(name)s` parameters), returning its first row: for the hot path of webhook intake, where
-    a session costs more than the statement. A connection that lost the database is dropped,
-    and the pool with it, as SQLAlchemy does for its own statements."""
+    a session costs more than the statement."""
     async with engine.connect() as connection:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None
-        try:
-            cursor = await driver.execute(statement, parameters)
-            row: tuple[Any, ...] | None = await cursor.fetchone()
-        except psycopg.Error as error:
-            if driver.closed or driver.broken:
-                await connection.invalidate(error)
-                await connection.engine.dispose()
-            raise
-        return row
+        return await fetch_one_on_driver(connection, statement, parameters)
+
+
+async def fetch_one_on_driver(
+    connection: AsyncConnection, statement: str, parameters: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    """Run `statement` on the connection's psycopg connection (inside its transaction, if one
+    has begun), skipping SQLAlchemy's execution layer, and return its first row. A connection
+    that lost the database is dropped, and the pool with it, as SQLAlchemy does for its own
+    statements."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    try:
+        cursor = await driver.execute(statement, parameters)
+        row: tuple[Any, ...] | None = await cursor.fetchone()
+    except psycopg.Error as error:
+        if driver.closed or driver.broken:
+            await connection.invalidate(error)
+            await connection.engine.dispose()
+        raise
+    return row
 
 
 async def session_scope(

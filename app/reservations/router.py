@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from app.clients.limits import spend_seam_change
 from app.crypto import CodeCipher, InvalidToken
+from app.db import without_transaction
 from app.dependencies import ClientDep, RuntimeDep, SessionDep
 from app.doors import service as doors
 from app.errors import ErrorOut, NotFound
@@ -238,7 +239,7 @@ async def _check_added_doors(
 async def get_reservation(
     reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep, runtime: RuntimeDep
 ) -> ReservationOut:
-    in_transaction = not await service.read_only(session)
+    in_transaction = not await without_transaction(session)
     stored = await service.find_stored(
         session, client_id=client_id, reservation_key=reservation_key
     )
