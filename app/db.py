@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 import sqlalchemy.exc
@@ -134,17 +135,6 @@ async def without_transaction(session: AsyncSession) -> bool:
     return True
 
 
-async def execute_one(
-    engine: AsyncEngine, statement: str, parameters: dict[str, Any]
-) -> tuple[Any, ...] | None:
-    """One statement that is a transaction of its own, run straight on the driver (psycopg's
-    `%(name)s` parameters), returning its first row: for the hot path of webhook intake, where
-    a session costs more than the statement."""
-    async with engine.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        return await fetch_one_on_driver(connection, statement, parameters)
-
-
 async def fetch_one_on_driver(
     connection: AsyncConnection, statement: str, parameters: dict[str, Any]
 ) -> tuple[Any, ...] | None:
@@ -152,17 +142,121 @@ async def fetch_one_on_driver(
     has begun), skipping SQLAlchemy's execution layer, and return its first row. A connection
     that lost the database is dropped, and the pool with it, as SQLAlchemy does for its own
     statements."""
+    rows = await fetch_on_driver(connection, statement, parameters, first_only=True)
+    return rows[0] if rows else None
+
+
+async def fetch_on_driver(
+    connection: AsyncConnection,
+    statement: str,
+    parameters: dict[str, Any],
+    *,
+    first_only: bool = False,
+) -> list[tuple[Any, ...]]:
+    """`fetch_one_on_driver`, returning every row (or only the first)."""
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
     try:
         cursor = await driver.execute(statement, parameters)
-        row: tuple[Any, ...] | None = await cursor.fetchone()
+        if first_only:
+            row = await cursor.fetchone()
+            return [] if row is None else [row]
+        rows: list[tuple[Any, ...]] = await cursor.fetchall()
+        return rows
     except psycopg.Error as error:
         if driver.closed or driver.broken:
             await connection.invalidate(error)
             await connection.engine.dispose()
         raise
-    return row
+
+
+RowT = TypeVar("RowT")
+ResultT = TypeVar("ResultT")
+# Writes `rows` in one statement on an autocommit connection: one result per row, in order.
+BatchWrite = Callable[[AsyncConnection, list[RowT]], Awaitable[list[ResultT]]]
+
+
+class GroupCommit(Generic[RowT, ResultT]):
+    """Rows that concurrent callers would each write in a statement and a commit of their own,
+    written together: one statement, one commit, for all the rows that arrived while the
+    previous statements ran.
+
+    A caller waits for its own row's result, so a result still means the row is committed. A
+    row is never held back to fill a batch: at low load each goes alone and at once, and under
+    load the batches grow by themselves (up to `max_rows`), while at most `in_flight`
+    statements, each on a pooled connection, run at a time.
+
+    When a batch fails while its connection stays usable (a bad row, a deadlock), each of its
+    rows is written again alone, so only the callers whose own row fails see an error. When the
+    database is gone, every caller of the batch sees that error."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        write: BatchWrite[RowT, ResultT],
+        *,
+        in_flight: int = 2,
+        max_rows: int = 100,
+    ) -> None:
+        self._engine = engine
+        self._write = write
+        self._in_flight = in_flight
+        self._max_rows = max_rows
+        self._waiting: list[tuple[RowT, asyncio.Future[ResultT]]] = []
+        self._flights: set[asyncio.Task[None]] = set()
+        self.batches = 0  # statements run, for tests and the curious
+
+    async def submit(self, row: RowT) -> ResultT:
+        future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, future))
+        if len(self._flights) < self._in_flight:
+            flight = asyncio.create_task(self._fly())
+            self._flights.add(flight)
+            flight.add_done_callback(self._flights.discard)
+        return await future
+
+    async def _fly(self) -> None:
+        # The batch is taken when the flight begins, not when it was started: the rows that
+        # arrived in the meantime (the same turn of the event loop) go with it.
+        while self._waiting:
+            batch = self._waiting[: self._max_rows]
+            del self._waiting[: len(batch)]
+            self.batches += 1
+            await self._settle(batch)
+
+    async def _settle(self, batch: list[tuple[RowT, asyncio.Future[ResultT]]]) -> None:
+        rows = [row for row, _ in batch]
+        try:
+            async with self._engine.connect() as connection:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                try:
+                    results = await self._write(connection, rows)
+                except psycopg.Error:
+                    if len(batch) == 1 or connection.invalidated:
+                        raise
+                    await self._one_by_one(connection, batch)
+                    return
+        except Exception as error:  # handed to every caller of the batch
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():  # a caller that went away left a cancelled future
+                future.set_result(result)
+
+    async def _one_by_one(
+        self, connection: AsyncConnection, batch: list[tuple[RowT, asyncio.Future[ResultT]]]
+    ) -> None:
+        for row, future in batch:
+            try:
+                (result,) = await self._write(connection, [row])
+            except Exception as error:  # this row's caller's error
+                if not future.done():
+                    future.set_exception(error)
+            else:
+                if not future.done():
+                    future.set_result(result)
 
 
 async def session_scope(

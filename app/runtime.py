@@ -22,6 +22,7 @@ from app.delivery.channels import EmailSender, SmsSender, build_email_sender, bu
 from app.installation.service import address_key, check_workspace, installation
 from app.seam.client import SeamGateway
 from app.seam.errors import SeamError
+from app.webhooks.service import Inbox
 from app.webhooks.verify import WebhookVerifier
 from app.worker.app import open_jobs
 
@@ -36,6 +37,7 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession]
     seam: SeamGateway
     webhook_verifier: WebhookVerifier
+    inbox: Inbox
     cipher: CodeCipher
     email_sender: EmailSender
     sms_sender: SmsSender
@@ -129,6 +131,7 @@ async def open_runtime(
             sessionmaker=sessionmaker,
             seam=seam,
             webhook_verifier=WebhookVerifier(webhook_secrets),
+            inbox=Inbox(engine, sessionmaker),
             cipher=cipher,
             email_sender=build_email_sender(settings),
             sms_sender=build_sms_sender(settings),

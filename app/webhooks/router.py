@@ -40,9 +40,7 @@ async def receive_seam_webhook(request: Request) -> Response:
         WEBHOOKS.labels("rejected", reason).inc()
         log.warning("webhooks.seam.unverified", reason=reason, status=error.status_code)
         raise
-    intake = await store_delivery(
-        runtime.engine, runtime.sessionmaker, svix_id=delivery.message_id, body=delivery.body
-    )
+    intake = await store_delivery(runtime.inbox, svix_id=delivery.message_id, body=delivery.body)
     WEBHOOKS.labels(intake.outcome, intake.reason or "").inc()
     if intake.outcome == "duplicate":
         log.info("webhooks.seam.duplicate", svix_id=delivery.message_id)

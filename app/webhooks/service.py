@@ -23,9 +23,9 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.db import execute_one, utcnow
+from app.db import GroupCommit, fetch_on_driver, utcnow
 from app.doors.service import enqueue_refresh as enqueue_door_refresh
 from app.reservations.models import AccessMethod, Reservation
 from app.reservations.service import reservation_lock
@@ -163,57 +163,121 @@ def _events_job(route: Route) -> dict[str, Any]:
     }
 
 
-# The one-statement paths of intake run on the driver (`db.execute_one`): psycopg parameters.
-_INSERT_ONE = """
+# Intake's one-statement paths, group-committed (`db.GroupCommit`): each statement writes the
+# rows of every delivery that arrived while the previous ones ran, passed as one JSON array
+# (psycopg parameters, on the driver). `received_at` is each row's own clock reading, so the
+# rows of a batch keep the order they arrived in.
+_BATCH_ROWS = """
+    ROWS FROM (jsonb_to_recordset(%(rows)s) AS (
+        id uuid, svix_id text, event_id text, event_type text, payload jsonb,
+        body_sha256 text, body_length integer, outcome text, outcome_reason text, keys text[]
+    )) WITH ORDINALITY AS batch (
+        id, svix_id, event_id, event_type, payload, body_sha256, body_length, outcome,
+        outcome_reason, keys, position)
+"""
+# An ignored event, or a body that is not an event: stored as it is, with nothing to do.
+_INSERT_PLAIN = f"""
     INSERT INTO seam_webhook (id, svix_id, event_id, event_type, payload, body_sha256,
-                              body_length, outcome, outcome_reason, processed_at)
-    VALUES (%(id)s, %(svix_id)s, %(event_id)s, %(event_type)s, %(payload)s, %(body_sha256)s,
-            %(body_length)s, %(outcome)s, %(outcome_reason)s, %(processed_at)s)
+                              body_length, outcome, outcome_reason, processed_at, received_at)
+    SELECT id, svix_id, event_id, event_type, payload, body_sha256, body_length, outcome,
+           outcome_reason, now(), clock_timestamp()
+    FROM {_BATCH_ROWS}
+    ORDER BY position
     ON CONFLICT DO NOTHING
     RETURNING id
-"""
-# A handled event naming a grant key, as Seam's do, stored in one statement: the look-up
-# (taking the reservation's events lock), the routed row and, unless one is waiting, the
-# reservation's events job. It stores nothing when no reservation holds the key, or when the
-# delivery is a duplicate: `store_delivery` then takes the general path.
-_INSERT_ROUTED_BY_KEY = """
-    WITH found AS (
-        SELECT id, access_grant_id IS NOT NULL AS granted,
-               pg_advisory_xact_lock_shared(
-                   hashtextextended('reservation-events:' || id::text, 0)) AS locked
-        FROM reservation WHERE access_grant_key = ANY(%(keys)s) LIMIT 1
+"""  # noqa: S608 - a constant of this module; the rows are one bound parameter
+# Handled events naming a grant key, as Seam's do: the look-up, each found reservation's events
+# lock (shared, taken in the order of the reservations' ids, so two batches never wait on each
+# other in a circle, and all of them before any row is written), the routed rows and, unless
+# one is waiting, each reservation's events job. An event whose key no reservation holds, or a
+# duplicate, is not stored: `store_delivery` then takes the general path.
+_INSERT_ROUTED_BY_KEY = f"""
+    WITH batch AS MATERIALIZED (
+        SELECT * FROM {_BATCH_ROWS}
+    ), found AS MATERIALIZED (
+        SELECT batch.id AS event_row, reservation.id AS reservation_id, reservation.granted
+        FROM batch CROSS JOIN LATERAL (
+            SELECT id, access_grant_id IS NOT NULL AS granted FROM reservation
+            WHERE access_grant_key = ANY(batch.keys) LIMIT 1
+        ) AS reservation
+    ), locked AS MATERIALIZED (
+        SELECT count(*) AS held FROM (
+            SELECT pg_advisory_xact_lock_shared(
+                       hashtextextended('reservation-events:' || id::text, 0))
+            FROM (SELECT DISTINCT reservation_id AS id FROM found ORDER BY 1) AS ordered
+        ) AS taken
     ), event AS (
-        INSERT INTO seam_webhook
-            (id, svix_id, event_id, event_type, payload, outcome, processed_at, reservation_id)
-        SELECT %(id)s, %(svix_id)s, %(event_id)s, %(event_type)s, %(payload)s, 'routed', now(),
-               found.id
-        FROM found
+        INSERT INTO seam_webhook (id, svix_id, event_id, event_type, payload, outcome,
+                                  processed_at, received_at, reservation_id)
+        SELECT batch.id, batch.svix_id, batch.event_id, batch.event_type, batch.payload,
+               'routed', now(), clock_timestamp(), found.reservation_id
+        FROM batch JOIN found ON found.event_row = batch.id CROSS JOIN locked
+        ORDER BY batch.position
         ON CONFLICT DO NOTHING
         RETURNING id, reservation_id
     ), job AS (
         INSERT INTO procrastinate_jobs
             (queue_name, task_name, priority, lock, queueing_lock, args)
-        SELECT 'default', %(task_name)s,
+        SELECT DISTINCT ON (found.reservation_id) 'default', %(task_name)s,
                CASE WHEN found.granted THEN %(stay_priority)s ELSE %(new_stay_priority)s END,
-               'reservation:' || found.id, 'reservation-events:' || found.id,
-               jsonb_build_object('reservation_id', found.id::text)
-        FROM event JOIN found ON found.id = event.reservation_id
+               'reservation:' || found.reservation_id,
+               'reservation-events:' || found.reservation_id,
+               jsonb_build_object('reservation_id', found.reservation_id::text)
+        FROM event JOIN found ON found.event_row = event.id
+        ORDER BY found.reservation_id
         ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
     )
     SELECT id FROM event
-"""
+"""  # noqa: S608 - constants of this module; the rows are one bound parameter
 
 
-async def store_delivery(
-    engine: AsyncEngine,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    *,
-    svix_id: str,
-    body: bytes,
-) -> Intake:
+def _as_batch(rows: list[dict[str, Any]]) -> Jsonb:
+    return Jsonb(rows, dumps=_dumps_with_ids)
+
+
+def _dumps_with_ids(value: Any) -> str:
+    return json.dumps(value, default=str)  # the rows' uuids
+
+
+async def _write_plain(connection: AsyncConnection, rows: list[dict[str, Any]]) -> list[bool]:
+    stored = await fetch_on_driver(connection, _INSERT_PLAIN, {"rows": _as_batch(rows)})
+    return _which_stored(rows, stored)
+
+
+async def _write_routed(connection: AsyncConnection, rows: list[dict[str, Any]]) -> list[bool]:
+    stored = await fetch_on_driver(
+        connection,
+        _INSERT_ROUTED_BY_KEY,
+        {
+            "rows": _as_batch(rows),
+            "task_name": EVENTS_TASK,
+            "stay_priority": int(Priority.STAY),
+            "new_stay_priority": int(Priority.NEW_STAY),
+        },
+    )
+    return _which_stored(rows, stored)
+
+
+def _which_stored(rows: list[dict[str, Any]], stored: list[tuple[Any, ...]]) -> list[bool]:
+    ids = {row_id for (row_id,) in stored}
+    return [row["id"] in ids for row in rows]
+
+
+class Inbox:
+    """Where intake writes: the group-committed one-statement paths, and the sessions of the
+    rest (a door event, an event to be found by its Seam ids)."""
+
+    def __init__(self, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.sessionmaker = sessionmaker
+        self.plain: GroupCommit[dict[str, Any], bool] = GroupCommit(engine, _write_plain)
+        self.routed: GroupCommit[dict[str, Any], bool] = GroupCommit(engine, _write_routed)
+
+
+async def store_delivery(inbox: Inbox, *, svix_id: str, body: bytes) -> Intake:
     """Store a verified delivery once, with the work it asks for. An event guestkey does not
-    act on, a body that is not an event, and a handled event naming its grant key take one
-    statement and no transaction of their own; the rest one transaction."""
+    act on, a body that is not an event, and a handled event naming its grant key share a
+    statement with the deliveries that arrive with them, and take no transaction of their own;
+    the rest one transaction."""
     payload, problem = parse_event(body)
     if problem is not None:
         row = {
@@ -227,9 +291,8 @@ async def store_delivery(
             "body_length": len(body),
             "outcome": InboxOutcome.REJECTED.value,
             "outcome_reason": problem,
-            "processed_at": utcnow(),
         }
-        if await execute_one(engine, _INSERT_ONE, row) is None:
+        if not await inbox.plain.submit(row):
             return Intake("duplicate")
         log.error("webhooks.seam.rejected", svix_id=svix_id, reason=problem)
         return Intake("rejected", problem)
@@ -244,40 +307,17 @@ async def store_delivery(
         "payload": redact(payload),
     }
     if event_type not in HANDLED_EVENTS and event_type not in DOOR_EVENTS:
-        stored = await execute_one(
-            engine,
-            _INSERT_ONE,
-            row
-            | {
-                "payload": Jsonb(row["payload"]),
-                "body_sha256": None,
-                "body_length": None,
-                "outcome": InboxOutcome.IGNORED.value,
-                "outcome_reason": UNHANDLED,
-                "processed_at": utcnow(),
-            },
+        stored = await inbox.plain.submit(
+            row | {"outcome": InboxOutcome.IGNORED.value, "outcome_reason": UNHANDLED}
         )
         # stored for the record; no job, nothing to do
         return Intake("ignored" if stored else "duplicate")
 
     keys = strings(payload.get("access_grant_key"), payload.get("access_grant_keys"))
-    if event_type in HANDLED_EVENTS and keys:
-        stored = await execute_one(
-            engine,
-            _INSERT_ROUTED_BY_KEY,
-            row
-            | {
-                "payload": Jsonb(row["payload"]),
-                "keys": keys,
-                "task_name": EVENTS_TASK,
-                "stay_priority": int(Priority.STAY),
-                "new_stay_priority": int(Priority.NEW_STAY),
-            },
-        )
-        if stored is not None:
-            return Intake("accepted")
+    if event_type in HANDLED_EVENTS and keys and await inbox.routed.submit(row | {"keys": keys}):
+        return Intake("accepted")
 
-    async with sessionmaker() as session:
+    async with inbox.sessionmaker() as session:
         intake = await _store_in_transaction(session, row, payload)
         await session.commit()
     return intake
