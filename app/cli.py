@@ -199,7 +199,7 @@ def clients(args: argparse.Namespace) -> None:
     url = _database_url(settings)
 
     async def run() -> int:
-        engine = create_engine(url, pool_size=1)
+        engine = create_engine(url, pool_size=2)
         try:
             async with create_sessionmaker(engine)() as session:
                 if args.clients_command == "create":
@@ -257,7 +257,7 @@ def operators(args: argparse.Namespace) -> None:
     url = _database_url(settings)
 
     async def run() -> int:
-        engine = create_engine(url, pool_size=1)
+        engine = create_engine(url, pool_size=2)
         try:
             async with create_sessionmaker(engine)() as session:
                 if args.operators_command == "create":
@@ -395,7 +395,7 @@ def reencrypt(_: argparse.Namespace) -> None:
     url = _database_url(settings)
 
     async def run() -> Reencrypted:
-        engine = create_engine(url, pool_size=1)
+        engine = create_engine(url, pool_size=2)
         try:
             async with create_sessionmaker(engine)() as session:
                 return await reencrypt_all(session, cipher=cipher)

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, populate_by_name=True)
 
     database_url: str | None = None
-    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_pool_size: int = Field(default=20, ge=1, le=200)
     data_dir: Path = Field(default=Path(".guestkey"), alias="GUESTKEY_DATA_DIR")
 
     # DESIGN.md §9.1: sandbox mode (the fake Seam, the published API key) only when asked for.

@@ -74,11 +74,21 @@ def libpq_url(url: str) -> str:
 PING_AFTER_IDLE_SECONDS = 2.0
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+# How long a caller waits for a pooled connection when all of them are in use; then the
+# request answers 503 (the database is as good as unavailable to it).
+POOL_TIMEOUT_SECONDS = 10
+
+
+def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
+    """At most `pool_size` connections, opened as needed and then kept: no overflow. An
+    overflow connection is closed as soon as it is returned to a full pool, so a burst would
+    open and close a connection per request, and each new connection plans every statement
+    afresh (psycopg prepares a statement on its fifth run on a connection)."""
     engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
         pool_recycle=1800,
         # Times come back in UTC whatever the server's default: the API answers in UTC.
         connect_args={"options": "-c TimeZone=UTC"},

@@ -219,8 +219,14 @@ async def _check_added_doors(
     """The doors the PUT adds to its reservation (all of them for a new one) must be doors of
     the workspace that take a PIN code; doors it already had were checked when added."""
     held = {field: set(getattr(stored, field)) if stored else set() for field in doors.DOOR_FIELDS}
-    if all(held[field].issuperset(getattr(body, field)) for field in doors.DOOR_FIELDS):
-        return
+    added = [
+        (door_type, door_id)
+        for field, door_type in doors.DOOR_FIELDS.items()
+        for door_id in getattr(body, field)
+        if door_id not in held[field]
+    ]
+    if all(known.get(door) for door in added):
+        return  # none added, or each one a door the list holds as usable
     # The ids in the order the client sent them, so an error's index points at its own list.
     raw_body = await request.json()
     new = {

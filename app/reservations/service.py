@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,20 +58,23 @@ def reservation_lock(reservation_id: uuid.UUID) -> str:
     return f"reservation:{reservation_id}"
 
 
-async def enqueue_sync(
-    session: AsyncSession, *, reservation_id: uuid.UUID, new: bool = False
-) -> None:
-    """`new`: the first sync of a reservation this transaction created; it waits behind work
-    on existing stays."""
+SYNC_TASK = "reservations.sync"
+
+
+def sync_queueing_lock(reservation_id: uuid.UUID) -> str:
+    return f"reservation-sync:{reservation_id}"
+
+
+async def enqueue_sync(session: AsyncSession, *, reservation_id: uuid.UUID) -> None:
+    """The sync of an existing reservation, unless one is waiting. (A new reservation's first
+    sync is enqueued by the PUT statement that inserts it: `_PUT`.)"""
     from app.reservations.tasks import sync_reservation
 
     await defer(
         session,
         sync_reservation,
         lock=reservation_lock(reservation_id),
-        queueing_lock=f"reservation-sync:{reservation_id}",
-        priority=Priority.NEW_STAY if new else None,
-        lock_is_new=new,
+        queueing_lock=sync_queueing_lock(reservation_id),
         reservation_id=str(reservation_id),
     )
 
@@ -416,15 +420,20 @@ async def put_reservation(
             "requested": TimelineKind.REQUESTED.value,
             "door_types": [door_type for door_type, _ in asked],
             "door_ids": [door_id for _, door_id in asked],
+            "sync_task": SYNC_TASK,
+            "sync_priority": int(Priority.NEW_STAY),
+            "sync_lock": reservation_lock(reservation_id),
+            "sync_queueing_lock": sync_queueing_lock(reservation_id),
+            "sync_args": Jsonb({"reservation_id": str(reservation_id)}),
         },
     )
     assert row is not None
     inserted_at, inserted_updated_at, stored_before, known_doors = row
     known = doors.parse_known(known_doors)
     if inserted_at is not None:
+        # The statement enqueued its first sync; a refused door rolls both back.
         if check_added_doors is not None:
             await check_added_doors(None, known)
-        await enqueue_sync(session, reservation_id=reservation_id, new=True)
         # Nothing refers to a row this transaction made: no related rows to read.
         created = StoredReservation(
             id=reservation_id,
@@ -485,7 +494,9 @@ def _doors_of(wanted: dict[str, Any]) -> list[tuple[str, str]]:
 
 # The statement of every PUT. `inserted`: the new row, unless the key exists (or a concurrent
 # PUT of the same key won the insert); `requested`: the new row's first timeline entry, written
-# by the statement that writes the row (`record_event` would cost a round trip). `stored`: the
+# by the statement that writes the row (`record_event` would cost a round trip); `sync`: its
+# first sync job, inserted straight into procrastinate's table as its defer would (its queueing
+# lock names the new id, so no job can hold it yet), and no round trip of its own. `stored`: the
 # reservation as it was before the statement (empty for a new key: a statement does not see
 # its own inserts); `known_doors`: what the list of doors holds of those asked for.
 _PUT = f"""
@@ -506,6 +517,11 @@ WITH inserted AS (
 ), requested AS (
     INSERT INTO reservation_event (reservation_id, kind, detail)
     SELECT id, %(requested)s, '{{}}' FROM inserted
+), sync AS (
+    INSERT INTO procrastinate_jobs (queue_name, task_name, priority, lock, queueing_lock, args)
+    SELECT 'default', %(sync_task)s, %(sync_priority)s, %(sync_lock)s, %(sync_queueing_lock)s,
+           %(sync_args)s
+    FROM inserted
 )
 SELECT inserted.created_at, inserted.updated_at, stored.stored,
     {doors.KNOWN_DOORS} AS known_doors

@@ -1,4 +1,8 @@
-"""The one way guestkey enqueues work: on the caller's own database transaction."""
+"""How guestkey enqueues work: on the caller's own database transaction.
+
+Two hot statements insert their job into procrastinate's table themselves, in the statement
+that writes what the job is for (a new reservation's first sync, `reservations.service._PUT`;
+a routed event's events job, `webhooks.service`); everything else defers here."""
 
 from __future__ import annotations
 
@@ -34,7 +38,6 @@ async def defer(
     queueing_lock: str | None = None,
     schedule_at: datetime | None = None,
     priority: Priority | None = None,
-    lock_is_new: bool = False,
     **arguments: Any,
 ) -> int | None:
     """Enqueue `task` on the session's own connection, inside its transaction, and return the
@@ -42,8 +45,7 @@ async def defer(
 
     The job exists if and only if the caller commits. With a `queueing_lock`, a job that is
     already waiting makes this one redundant: it is skipped (in a savepoint, so the caller's
-    transaction goes on) and None is returned. `lock_is_new`: the queueing lock names
-    something this transaction created, so no job can hold it yet and no savepoint is needed.
+    transaction goes on) and None is returned.
     """
     connection = await session.connection()
     raw = await connection.get_raw_connection()
@@ -56,8 +58,8 @@ async def defer(
         priority=priority,
         connection=driver_connection,
     )
-    if queueing_lock is None or lock_is_new:
-        # Nothing to skip: no savepoint (two round trips fewer on every webhook and new PUT).
+    if queueing_lock is None:
+        # Nothing to skip: no savepoint (two round trips fewer).
         return await configured.defer_async(**arguments)
     try:
         # psycopg makes this a SAVEPOINT inside the caller's open transaction.
