@@ -34,6 +34,7 @@ from app.reservations.schemas import (
     TimelineEntry,
     WarningOut,
 )
+from app.runtime import Runtime
 from app.timeline import timeline
 
 log = structlog.get_logger(__name__)
@@ -189,10 +190,10 @@ async def put_reservation(
     response: Response,
     session: SessionDep,
     client_id: ClientDep,
-    runtime: RuntimeDep,
 ) -> ReservationOut:
     """Create or update a reservation. An identical PUT changes nothing and calls nothing.
     Doors it adds must be doors of the workspace that take a PIN code (`GET /v1/doors`)."""
+    runtime: Runtime = request.app.state.runtime  # not a dependency: one resolution fewer
     stored, created = await service.put_reservation(
         session,
         client_id=client_id,
@@ -243,8 +244,9 @@ async def _check_added_doors(
 
 @router.get("/{reservation_key}", response_model=ReservationOut)
 async def get_reservation(
-    reservation_key: ReservationKey, session: SessionDep, client_id: ClientDep, runtime: RuntimeDep
+    reservation_key: ReservationKey, request: Request, session: SessionDep, client_id: ClientDep
 ) -> ReservationOut:
+    runtime: Runtime = request.app.state.runtime  # not a dependency: one resolution fewer
     in_transaction = not await without_transaction(session)
     stored = await service.find_stored(
         session, client_id=client_id, reservation_key=reservation_key
