@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -149,35 +150,27 @@ async def fetch_one_on_driver(
     connection: AsyncConnection, statement: str, parameters: dict[str, Any]
 ) -> tuple[Any, ...] | None:
     """Run `statement` on the connection's psycopg connection (inside its transaction, if one
-    has begun), skipping SQLAlchemy's execution layer, and return its first row. A connection
-    that lost the database is dropped, and the pool with it, as SQLAlchemy does for its own
-    statements."""
-    rows = await fetch_on_driver(connection, statement, parameters, first_only=True)
+    has begun), skipping SQLAlchemy's execution layer, and return its first row."""
+    rows = await fetch_on_driver(connection, statement, parameters)
     return rows[0] if rows else None
 
 
 async def fetch_on_driver(
-    connection: AsyncConnection,
-    statement: str,
-    parameters: dict[str, Any],
-    *,
-    first_only: bool = False,
+    connection: AsyncConnection, statement: str, parameters: dict[str, Any]
 ) -> list[tuple[Any, ...]]:
-    """`fetch_one_on_driver`, returning every row (or only the first)."""
+    """`fetch_one_on_driver`, returning every row. A connection that lost the database is
+    dropped, and the pool with it, as SQLAlchemy does for its own statements."""
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
     try:
         cursor = await driver.execute(statement, parameters)
-        if first_only:
-            row = await cursor.fetchone()
-            return [] if row is None else [row]
         rows: list[tuple[Any, ...]] = await cursor.fetchall()
-        return rows
     except psycopg.Error as error:
         if driver.closed or driver.broken:
             await connection.invalidate(error)
             await connection.engine.dispose()
         raise
+    return rows
 
 
 RowT = TypeVar("RowT")
@@ -193,12 +186,14 @@ class GroupCommit(Generic[RowT, ResultT]):
 
     A caller waits for its own row's result, so a result still means the row is committed. A
     row is never held back to fill a batch: at low load each goes alone and at once, and under
-    load the batches grow by themselves (up to `max_rows`), while at most `in_flight`
-    statements, each on a pooled connection, run at a time.
+    load the batches grow by themselves (up to `max_rows` rows and `max_bytes` of what the
+    callers say their rows weigh), while at most `in_flight` statements, each on a pooled
+    connection, run at a time.
 
     When a batch fails while its connection stays usable (a bad row, a deadlock), each of its
     rows is written again alone, so only the callers whose own row fails see an error. When the
-    database is gone, every caller of the batch sees that error."""
+    database is gone, every caller of the batch sees that error. No caller is ever left
+    waiting: whatever ends a statement resolves every future of its batch."""
 
     def __init__(
         self,
@@ -207,32 +202,62 @@ class GroupCommit(Generic[RowT, ResultT]):
         *,
         in_flight: int = 2,
         max_rows: int = 100,
+        max_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self._engine = engine
         self._write = write
         self._in_flight = in_flight
         self._max_rows = max_rows
-        self._waiting: list[tuple[RowT, asyncio.Future[ResultT]]] = []
-        self._flights: set[asyncio.Task[None]] = set()
+        self._max_bytes = max_bytes
+        self._waiting: list[tuple[RowT, int, asyncio.Future[ResultT]]] = []
+        # Counted by the flights themselves, not by their tasks' done callbacks (which run a
+        # turn of the event loop later: a caller arriving in between would find every flight
+        # still counted, start none, and wait for a later caller).
+        self._flying = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # statements run, for tests and the curious
 
-    async def submit(self, row: RowT) -> ResultT:
+    async def submit(self, row: RowT, *, size: int = 0) -> ResultT:
+        """Write `row` with the rows that arrive with it; `size`: its weight in bytes."""
         future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
-        self._waiting.append((row, future))
-        if len(self._flights) < self._in_flight:
-            flight = asyncio.create_task(self._fly())
-            self._flights.add(flight)
-            flight.add_done_callback(self._flights.discard)
+        self._waiting.append((row, size, future))
+        if self._flying < self._in_flight:
+            self._flying += 1
+            # A context of its own: the first caller's request id is not the batch's.
+            flight = asyncio.create_task(self._fly(), context=contextvars.Context())
+            self._tasks.add(flight)
+            flight.add_done_callback(self._tasks.discard)
         return await future
 
     async def _fly(self) -> None:
-        # The batch is taken when the flight begins, not when it was started: the rows that
-        # arrived in the meantime (the same turn of the event loop) go with it.
-        while self._waiting:
-            batch = self._waiting[: self._max_rows]
-            del self._waiting[: len(batch)]
-            self.batches += 1
-            await self._settle(batch)
+        try:
+            # The batch is taken when the flight begins, not when it was started: the rows
+            # that arrived in the meantime (the same turn of the event loop) go with it.
+            while self._waiting:
+                batch = self._take()
+                self.batches += 1
+                try:
+                    await self._settle(batch)
+                except BaseException:
+                    # Cancelled (the process is stopping): its callers, and those waiting
+                    # when no other flight is left to take them, are cancelled too.
+                    orphans = self._waiting if self._flying == 1 else []
+                    for _, future in [*batch, *((row, f) for row, _, f in orphans)]:
+                        future.cancel()
+                    orphans.clear()
+                    raise
+        finally:
+            self._flying -= 1  # no await since `self._waiting` was last seen empty
+
+    def _take(self) -> list[tuple[RowT, asyncio.Future[ResultT]]]:
+        count, weight = 0, 0
+        for _, size, _ in self._waiting[: self._max_rows]:
+            if count and weight + size > self._max_bytes:
+                break
+            count, weight = count + 1, weight + size
+        taken = self._waiting[:count]
+        del self._waiting[:count]
+        return [(row, future) for row, _, future in taken]
 
     async def _settle(self, batch: list[tuple[RowT, asyncio.Future[ResultT]]]) -> None:
         rows = [row for row, _ in batch]
@@ -246,6 +271,8 @@ class GroupCommit(Generic[RowT, ResultT]):
                         raise
                     await self._one_by_one(connection, batch)
                     return
+            if len(results) != len(batch):
+                raise RuntimeError(f"{len(results)} results for a batch of {len(batch)} rows")
         except Exception as error:  # handed to every caller of the batch
             for _, future in batch:
                 if not future.done():

@@ -17,21 +17,22 @@ from app.runtime import Runtime
 _bearer = HTTPBearer(auto_error=False, description="An API key of a booking system")
 
 
-async def get_runtime(request: Request) -> Runtime:
-    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread
-    # hop (and GIL hand-over) on every request for what is an attribute read.
+def runtime_of(request: Request) -> Runtime:
+    """The app's runtime. The hot routes and the dependencies below read it with this instead
+    of depending on `get_runtime`: each dependency FastAPI resolves costs every request."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-# The dependencies below read the runtime from the request instead of depending on
-# `get_runtime`: each dependency FastAPI resolves costs every request of every route.
+async def get_runtime(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread
+    # hop (and GIL hand-over) on every request for what is an attribute read.
+    return runtime_of(request)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A session whose transaction the route commits itself, before answering."""
-    runtime: Runtime = request.app.state.runtime
-    async with runtime.sessionmaker() as session:
+    async with runtime_of(request).sessionmaker() as session:
         yield session
 
 
@@ -42,9 +43,8 @@ async def get_client_id(
 ) -> uuid.UUID:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
-    runtime: Runtime = request.app.state.runtime
     client_id = await authenticate(
-        session, key=credentials.credentials, env_digests=runtime.env_key_digests
+        session, key=credentials.credentials, env_digests=runtime_of(request).env_key_digests
     )
     if client_id is None:
         raise Unauthorized("invalid API key")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from app.clients.limits import spend_seam_change
 from app.crypto import CodeCipher, InvalidToken
 from app.db import without_transaction
-from app.dependencies import ClientDep, RuntimeDep, SessionDep
+from app.dependencies import ClientDep, RuntimeDep, SessionDep, runtime_of
 from app.doors import service as doors
 from app.errors import ErrorOut, NotFound
 from app.reservations import service
@@ -34,7 +34,6 @@ from app.reservations.schemas import (
     TimelineEntry,
     WarningOut,
 )
-from app.runtime import Runtime
 from app.timeline import timeline
 
 log = structlog.get_logger(__name__)
@@ -193,7 +192,7 @@ async def put_reservation(
 ) -> ReservationOut:
     """Create or update a reservation. An identical PUT changes nothing and calls nothing.
     Doors it adds must be doors of the workspace that take a PIN code (`GET /v1/doors`)."""
-    runtime: Runtime = request.app.state.runtime  # not a dependency: one resolution fewer
+    runtime = runtime_of(request)
     stored, created = await service.put_reservation(
         session,
         client_id=client_id,
@@ -246,7 +245,7 @@ async def _check_added_doors(
 async def get_reservation(
     reservation_key: ReservationKey, request: Request, session: SessionDep, client_id: ClientDep
 ) -> ReservationOut:
-    runtime: Runtime = request.app.state.runtime  # not a dependency: one resolution fewer
+    runtime = runtime_of(request)
     in_transaction = not await without_transaction(session)
     stored = await service.find_stored(
         session, client_id=client_id, reservation_key=reservation_key

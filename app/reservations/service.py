@@ -396,11 +396,11 @@ async def put_reservation(
 ) -> tuple[StoredReservation, bool]:
     """Create or update; returns (the reservation as now stored, created).
 
-    One statement inserts a new reservation (with its timeline entry) or, when the key exists,
-    reads it with its related rows, together with what the list of doors holds of the doors
-    asked for. `check_added_doors` then checks a new reservation's doors before its sync is
-    enqueued (a refusal rolls the insert back), or the doors a change adds. An identical PUT
-    changes nothing and writes nothing.
+    One statement inserts a new reservation (with its timeline entry and its first sync job)
+    or, when the key exists, reads it with its related rows, together with what the list of
+    doors holds of the doors asked for. `check_added_doors` then checks a new reservation's
+    doors (a refusal rolls back the insert and its job), or the doors a change adds. An
+    identical PUT changes nothing and writes nothing.
     `before_seam_change` is awaited before a change of an existing reservation's doors or
     times (the client's budget of such changes); it may raise."""
     wanted = desired(data)

@@ -292,7 +292,7 @@ async def store_delivery(inbox: Inbox, *, svix_id: str, body: bytes) -> Intake:
             "outcome": InboxOutcome.REJECTED.value,
             "outcome_reason": problem,
         }
-        if not await inbox.plain.submit(row):
+        if not await inbox.plain.submit(row, size=len(body)):
             return Intake("duplicate")
         log.error("webhooks.seam.rejected", svix_id=svix_id, reason=problem)
         return Intake("rejected", problem)
@@ -308,13 +308,18 @@ async def store_delivery(inbox: Inbox, *, svix_id: str, body: bytes) -> Intake:
     }
     if event_type not in HANDLED_EVENTS and event_type not in DOOR_EVENTS:
         stored = await inbox.plain.submit(
-            row | {"outcome": InboxOutcome.IGNORED.value, "outcome_reason": UNHANDLED}
+            row | {"outcome": InboxOutcome.IGNORED.value, "outcome_reason": UNHANDLED},
+            size=len(body),
         )
         # stored for the record; no job, nothing to do
         return Intake("ignored" if stored else "duplicate")
 
     keys = strings(payload.get("access_grant_key"), payload.get("access_grant_keys"))
-    if event_type in HANDLED_EVENTS and keys and await inbox.routed.submit(row | {"keys": keys}):
+    if (
+        event_type in HANDLED_EVENTS
+        and keys
+        and await inbox.routed.submit(row | {"keys": keys}, size=len(body))
+    ):
         return Intake("accepted")
 
     async with inbox.sessionmaker() as session:

@@ -8,7 +8,9 @@ own caller; and a batch of routed events enqueues one events job per reservation
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -175,3 +177,86 @@ def _ignored_row(svix_id: str) -> dict[str, Any]:
         "outcome": "ignored",
         "outcome_reason": "not_handled",
     }
+
+
+class _Gated:
+    """A stand-in engine and write function whose statements end when the test says."""
+
+    def __init__(self) -> None:
+        self.gates: list[asyncio.Future[None]] = []
+        self.batches: list[list[str]] = []
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[Any]:
+        yield self
+
+    invalidated = False
+
+    async def execution_options(self, **_: Any) -> Any:
+        return self
+
+    async def write(self, _: Any, rows: list[str]) -> list[str]:
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.gates.append(gate)
+        self.batches.append(rows)
+        await gate
+        return [f"stored {row}" for row in rows]
+
+
+async def _turns(count: int = 3) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def test_a_caller_arriving_as_both_statements_end_is_not_left_waiting() -> None:
+    gated = _Gated()
+    batcher: GroupCommit[str, str] = GroupCommit(gated, gated.write, in_flight=2)  # type: ignore[arg-type]
+    first = asyncio.create_task(batcher.submit("a"))
+    await _turns()
+    second = asyncio.create_task(batcher.submit("b"))
+    await _turns()
+    assert gated.batches == [["a"], ["b"]]
+    # Both statements come back in the same turn of the loop, and a delivery arrives in it.
+    for gate in gated.gates:
+        gate.set_result(None)
+    third = asyncio.create_task(batcher.submit("c"))
+    await _turns()
+    assert gated.batches == [["a"], ["b"], ["c"]]  # written, without waiting for a fourth
+    gated.gates[2].set_result(None)
+    assert await asyncio.wait_for(asyncio.gather(first, second, third), 5) == [
+        "stored a",
+        "stored b",
+        "stored c",
+    ]
+
+
+async def test_a_batch_is_capped_by_the_weight_of_its_rows() -> None:
+    gated = _Gated()
+    batcher: GroupCommit[str, str] = GroupCommit(  # type: ignore[arg-type]
+        gated, gated.write, in_flight=1, max_bytes=100
+    )
+    first = asyncio.create_task(batcher.submit("first", size=10))
+    await _turns()
+    rest = [asyncio.create_task(batcher.submit(str(i), size=40)) for i in range(5)]
+    await _turns()
+    gated.gates[0].set_result(None)
+    await _turns()
+    assert gated.batches[1] == ["0", "1"]  # 80 bytes; a third row would make 120
+    for _ in range(3):
+        gated.gates[-1].set_result(None)
+        await _turns()
+    assert [len(batch) for batch in gated.batches] == [1, 2, 2, 1]
+    assert await asyncio.wait_for(asyncio.gather(first, *rest), 5)
+
+
+async def test_a_cancelled_statement_leaves_no_caller_waiting() -> None:
+    gated = _Gated()
+    batcher: GroupCommit[str, str] = GroupCommit(gated, gated.write, in_flight=1)  # type: ignore[arg-type]
+    callers = [asyncio.create_task(batcher.submit("a"))]
+    await _turns()
+    callers.append(asyncio.create_task(batcher.submit("b")))  # waits for the next statement
+    await _turns()
+    (flight,) = batcher._tasks
+    flight.cancel()  # the process is stopping
+    results = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 5)
+    assert all(isinstance(result, asyncio.CancelledError) for result in results), results
