@@ -146,6 +146,17 @@ async def without_transaction(session: AsyncSession) -> bool:
     return True
 
 
+async def with_transaction(session: AsyncSession) -> None:
+    """Undo `without_transaction`: the session's next statement begins a transaction (on a
+    connection of its own). A session already in a transaction stays in it."""
+    if not session.in_transaction():
+        return
+    connection = (await session.connection()).sync_connection
+    assert connection is not None
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        await session.commit()
+
+
 async def fetch_one_on_driver(
     connection: AsyncConnection, statement: str, parameters: dict[str, Any]
 ) -> tuple[Any, ...] | None:

@@ -193,6 +193,9 @@ async def put_reservation(
     """Create or update a reservation. An identical PUT changes nothing and calls nothing.
     Doors it adds must be doors of the workspace that take a PIN code (`GET /v1/doors`)."""
     runtime = runtime_of(request)
+    # A new reservation and an identical PUT take one statement, with no transaction around
+    # it (unless the API key's look-up began one); a change begins its own.
+    await without_transaction(session)
     stored, created = await service.put_reservation(
         session,
         client_id=client_id,

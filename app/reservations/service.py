@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callbacks.service import notify
 from app.config import Rate
-from app.db import fetch_one_on_driver, utcnow
+from app.db import fetch_one_on_driver, utcnow, with_transaction
 from app.delivery.models import Delivery
 from app.doors import service as doors
 from app.errors import (
@@ -398,43 +398,55 @@ async def put_reservation(
 
     One statement inserts a new reservation (with its timeline entry and its first sync job)
     or, when the key exists, reads it with its related rows, together with what the list of
-    doors holds of the doors asked for. `check_added_doors` then checks a new reservation's
-    doors (a refusal rolls back the insert and its job), or the doors a change adds. An
-    identical PUT changes nothing and writes nothing.
+    doors holds of the doors asked for. A new reservation is inserted only when every door it
+    asks for is one the list holds as usable; otherwise `check_added_doors` checks them first
+    (it may ask Seam), and the statement runs again once they pass. So creating a reservation,
+    like an identical PUT, needs no transaction of its own; a change takes one
+    (`with_transaction`). `check_added_doors` also checks the doors a change adds. An identical
+    PUT changes nothing and writes nothing.
     `before_seam_change` is awaited before a change of an existing reservation's doors or
     times (the client's budget of such changes); it may raise."""
     wanted = desired(data)
     reservation_id = uuid.uuid4()
     asked = _doors_of(wanted)
-    row = await _fetch_one(
-        session,
-        _PUT,
-        {
-            "id": reservation_id,
-            "client_id": client_id,
-            "reservation_key": reservation_key,
-            "status": ReservationStatus.PENDING.value,
-            "access_grant_key": grant_key(reservation_id, 1),
-            "next_check_at": utcnow() + reconcile_after,
-            **wanted,
-            "requested": TimelineKind.REQUESTED.value,
-            "door_types": [door_type for door_type, _ in asked],
-            "door_ids": [door_id for _, door_id in asked],
-            "sync_task": SYNC_TASK,
-            "sync_priority": int(Priority.NEW_STAY),
-            "sync_lock": reservation_lock(reservation_id),
-            "sync_queueing_lock": sync_queueing_lock(reservation_id),
-            "sync_args": Jsonb({"reservation_id": str(reservation_id)}),
-        },
-    )
+    parameters = {
+        "id": reservation_id,
+        "client_id": client_id,
+        "reservation_key": reservation_key,
+        "status": ReservationStatus.PENDING.value,
+        "access_grant_key": grant_key(reservation_id, 1),
+        "next_check_at": utcnow() + reconcile_after,
+        **wanted,
+        "requested": TimelineKind.REQUESTED.value,
+        "door_types": [door_type for door_type, _ in asked],
+        "door_ids": [door_id for _, door_id in asked],
+        "doors_checked": check_added_doors is None,
+        "sync_task": SYNC_TASK,
+        "sync_priority": int(Priority.NEW_STAY),
+        "sync_lock": reservation_lock(reservation_id),
+        "sync_queueing_lock": sync_queueing_lock(reservation_id),
+        "sync_args": Jsonb({"reservation_id": str(reservation_id)}),
+    }
+    row = await _fetch_one(session, _PUT, parameters)
     assert row is not None
     inserted_at, inserted_updated_at, stored_before, known_doors = row
     known = doors.parse_known(known_doors)
+    not_inserted_for_its_doors = (
+        inserted_at is None
+        and stored_before is None
+        and check_added_doors is not None
+        and not all(known.get(door) for door in asked)
+    )
+    if not_inserted_for_its_doors:
+        # Check them (a refusal raises; nothing was written), then insert (unless a
+        # concurrent PUT of the key got there first).
+        assert check_added_doors is not None
+        await check_added_doors(None, known)
+        row = await _fetch_one(session, _PUT, parameters | {"doors_checked": True})
+        assert row is not None
+        inserted_at, inserted_updated_at, stored_before, _ = row
     if inserted_at is not None:
-        # The statement enqueued its first sync; a refused door rolls both back.
-        if check_added_doors is not None:
-            await check_added_doors(None, known)
-        # Nothing refers to a row this transaction made: no related rows to read.
+        # Nothing refers to a row this statement made: no related rows to read.
         created = StoredReservation(
             id=reservation_id,
             reservation_key=reservation_key,
@@ -461,6 +473,7 @@ async def put_reservation(
     if not changed_fields(stored, wanted):
         return stored, False
 
+    await with_transaction(session)
     reservation = await get_reservation(
         session, client_id=client_id, reservation_key=reservation_key, for_update=True
     )
@@ -493,12 +506,15 @@ def _doors_of(wanted: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 # The statement of every PUT. `inserted`: the new row, unless the key exists (or a concurrent
-# PUT of the same key won the insert); `requested`: the new row's first timeline entry, written
-# by the statement that writes the row (`record_event` would cost a round trip); `sync`: its
-# first sync job, inserted straight into procrastinate's table as its defer would (its queueing
-# lock names the new id, so no job can hold it yet), and no round trip of its own. `stored`: the
-# reservation as it was before the statement (empty for a new key: a statement does not see
-# its own inserts); `known_doors`: what the list of doors holds of those asked for.
+# PUT of the same key won the insert), or a door it asks for is not one the list of doors holds
+# as usable and `doors_checked` is false (`put_reservation` then checks them, and writes only
+# once they pass: so the statement may run outside a transaction); `requested`: the new row's
+# first timeline entry, written by the statement that writes the row (`record_event` would cost
+# a round trip); `sync`: its first sync job, inserted straight into procrastinate's table as its
+# defer would (its queueing lock names the new id, so no job can hold it yet), and no round trip
+# of its own. `stored`: the reservation as it was before the statement (empty for a new key: a
+# statement does not see its own inserts); `known_doors`: what the list of doors holds of those
+# asked for.
 _PUT = f"""
 WITH inserted AS (
     INSERT INTO reservation (
@@ -506,12 +522,18 @@ WITH inserted AS (
         guest_locale, starts_at, ends_at, timezone, property_name, property_address,
         device_ids, acs_entrance_ids, space_ids, access_grant_key, grant_generation,
         warnings, next_check_at, check_count)
-    VALUES (
+    SELECT
         %(id)s, %(client_id)s, %(reservation_key)s, %(status)s, %(guest_name)s,
         %(guest_email)s, %(guest_phone)s, %(guest_locale)s, %(starts_at)s, %(ends_at)s,
         %(timezone)s, %(property_name)s, %(property_address)s, %(device_ids)s::text[],
         %(acs_entrance_ids)s::text[], %(space_ids)s::text[], %(access_grant_key)s, 1,
-        '[]', %(next_check_at)s, 0)
+        '[]', %(next_check_at)s, 0
+    WHERE %(doors_checked)s OR NOT EXISTS (
+        SELECT FROM unnest(%(door_types)s::text[], %(door_ids)s::text[]) AS asked (type, id)
+        WHERE NOT EXISTS (
+            SELECT FROM door
+            WHERE door.door_type = asked.type AND door.door_id = asked.id
+                AND door.gone_at IS NULL AND door.can_take_pin_code))
     ON CONFLICT (client_id, reservation_key) DO NOTHING
     RETURNING id, created_at, updated_at
 ), requested AS (
