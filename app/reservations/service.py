@@ -10,9 +10,9 @@ import binascii
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import func, select, tuple_
@@ -168,6 +168,9 @@ class StoredDelivery:
     error: str | None
 
 
+_Stored = TypeVar("_Stored", StoredAccessMethod, StoredDoor, StoredDelivery)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredReservation:
     """A reservation as the API shows it: its own columns and its related rows."""
@@ -202,41 +205,20 @@ class StoredReservation:
         return cls(
             **{name: getattr(reservation, name) for name in _OWN_COLUMNS},
             access_methods=[
-                StoredAccessMethod(
-                    access_method_id=method.access_method_id,
-                    mode=method.mode,
-                    is_issued=method.is_issued,
-                    issued_at=method.issued_at,
-                    is_backup_code=method.is_backup_code,
-                    state=method.state,
-                    code_ciphertext=method.code_ciphertext,
-                )
+                _copied(StoredAccessMethod, method)
                 for method in related.access_methods.get(reservation.id, [])
             ],
-            doors=[
-                StoredDoor(
-                    door_type=door.door_type,
-                    door_id=door.door_id,
-                    name=door.name,
-                    state=door.state,
-                    reason=door.reason,
-                )
-                for door in related.doors.get(reservation.id, [])
-            ],
+            doors=[_copied(StoredDoor, door) for door in related.doors.get(reservation.id, [])],
             deliveries=[
-                StoredDelivery(
-                    channel=delivery.channel,
-                    recipient=delivery.recipient,
-                    status=delivery.status,
-                    kind=delivery.kind,
-                    attempts=delivery.attempts,
-                    send_after=delivery.send_after,
-                    sent_at=delivery.sent_at,
-                    error=delivery.error,
-                )
+                _copied(StoredDelivery, delivery)
                 for delivery in related.deliveries.get(reservation.id, [])
             ],
         )
+
+
+def _copied(cls: type[_Stored], row: object) -> _Stored:
+    """A stored-row dataclass from the ORM row whose attributes its fields name."""
+    return cls(**{column.name: getattr(row, column.name) for column in fields(cls)})
 
 
 _OWN_COLUMNS = (
