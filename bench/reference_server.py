@@ -2,7 +2,8 @@
 
 The same `uvicorn.run` call as `guestkey serve` (`app.cli.run_server`: one process, uvicorn's
 default loop and HTTP implementation — uvloop and httptools, both installed — no access log,
-proxy headers) and the same database engine as guestkey (`app.db.create_engine`: SQLAlchemy
+proxy headers), the same tuning of Python's garbage collector (`app.cli.tune_gc`), and the
+same database engine as guestkey (`app.db.create_engine`: SQLAlchemy
 async, psycopg 3, a pool of 20 connections kept open, a ping only for a connection idle for 2 s
 or more).
 """
@@ -43,10 +44,11 @@ def engine_lifespan(
 
 
 def serve(app: FastAPI) -> None:
-    from app.cli import run_server
+    from app.cli import run_server, tune_gc
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     args = parser.parse_args()
+    tune_gc()  # the collector as guestkey's processes set it
     run_server(app, host=args.host, port=args.port)

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Path, Query, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clients.limits import spend_seam_change
 from app.crypto import CodeCipher, InvalidToken
-from app.db import without_transaction
+from app.db import autocommit, without_transaction
 from app.dependencies import ClientDep, RuntimeDep, SessionDep, runtime_of
 from app.doors import service as doors
 from app.errors import ErrorOut, NotFound
@@ -34,6 +35,7 @@ from app.reservations.schemas import (
     TimelineEntry,
     WarningOut,
 )
+from app.runtime import Runtime
 from app.timeline import timeline
 
 log = structlog.get_logger(__name__)
@@ -187,33 +189,36 @@ async def put_reservation(
     body: ReservationIn,
     request: Request,
     response: Response,
-    session: SessionDep,
     client_id: ClientDep,
 ) -> ReservationOut:
     """Create or update a reservation. An identical PUT changes nothing and calls nothing.
     Doors it adds must be doors of the workspace that take a PIN code (`GET /v1/doors`)."""
     runtime = runtime_of(request)
-    # A new reservation and an identical PUT take one statement, with no transaction around
-    # it (unless the API key's look-up began one); a change begins its own.
-    await without_transaction(session)
-    stored, created = await service.put_reservation(
-        session,
-        client_id=client_id,
-        reservation_key=reservation_key,
-        data=body,
-        check_added_doors=functools.partial(_check_added_doors, session, runtime, request, body),
-        delivery_lead=runtime.settings.guestkey_delivery_lead,
-        reconcile_after=runtime.settings.guestkey_reconcile_after,
-        before_seam_change=functools.partial(_spend_seam_change, runtime, client_id),
-    )
-    await session.commit()
+    # The session is opened here, not taken as a dependency (see `get_session`).
+    async with runtime.sessionmaker() as session:
+        # A new reservation and an identical PUT take one statement, with no transaction
+        # around it; a change begins its own.
+        await without_transaction(session)
+        stored, created = await service.put_reservation(
+            session,
+            client_id=client_id,
+            reservation_key=reservation_key,
+            data=body,
+            check_added_doors=functools.partial(
+                _check_added_doors, session, runtime, request, body
+            ),
+            delivery_lead=runtime.settings.guestkey_delivery_lead,
+            reconcile_after=runtime.settings.guestkey_reconcile_after,
+            before_seam_change=functools.partial(_spend_seam_change, runtime, client_id),
+        )
+        await session.commit()
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return present(stored, runtime.cipher)
 
 
 async def _check_added_doors(
-    session: SessionDep,
-    runtime: RuntimeDep,
+    session: AsyncSession,
+    runtime: Runtime,
     request: Request,
     body: ReservationIn,
     stored: service.StoredReservation | None,
@@ -246,17 +251,16 @@ async def _check_added_doors(
 
 @router.get("/{reservation_key}", response_model=ReservationOut)
 async def get_reservation(
-    reservation_key: ReservationKey, request: Request, session: SessionDep, client_id: ClientDep
+    reservation_key: ReservationKey, request: Request, client_id: ClientDep
 ) -> ReservationOut:
     runtime = runtime_of(request)
-    in_transaction = not await without_transaction(session)
-    stored = await service.find_stored(
-        session, client_id=client_id, reservation_key=reservation_key
-    )
+    # One statement, on its own: no transaction (see `get_session` for the session's place).
+    async with autocommit(runtime.sessionmaker) as session:
+        stored = await service.find_stored(
+            session, client_id=client_id, reservation_key=reservation_key
+        )
     if stored is None:
         raise NotFound(f"no reservation {reservation_key!r}")
-    if in_transaction:  # one the API key's look-up began: COMMIT keeps the prepared statements
-        await session.commit()
     return present(stored, runtime.cipher)
 
 
@@ -326,7 +330,7 @@ async def resend_code(
     return resource
 
 
-async def _spend_seam_change(runtime: RuntimeDep, client_id: uuid.UUID) -> None:
+async def _spend_seam_change(runtime: Runtime, client_id: uuid.UUID) -> None:
     await spend_seam_change(
         runtime.engine, client_id=client_id, rate=runtime.settings.guestkey_seam_change_limit
     )
