@@ -136,6 +136,16 @@ async def autocommit(
         yield session
 
 
+@contextlib.asynccontextmanager
+async def autocommit_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection whose every statement is a transaction of its own, with no session
+    around it: for the request path's one-statement work, where a session's bookkeeping (its
+    transaction states, a greenlet hop per call, commit and close) costs more than the
+    statement."""
+    async with engine.connect() as connection:
+        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
 async def without_transaction(session: AsyncSession) -> bool:
     """Let the session's statements run without a transaction, each on its own, when nothing
     has begun one yet (True then): a request that reads once saves BEGIN and ROLLBACK (after
@@ -144,17 +154,6 @@ async def without_transaction(session: AsyncSession) -> bool:
         return False
     await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     return True
-
-
-async def with_transaction(session: AsyncSession) -> None:
-    """Undo `without_transaction`: the session's next statement begins a transaction (on a
-    connection of its own). A session already in a transaction stays in it."""
-    if not session.in_transaction():
-        return
-    connection = (await session.connection()).sync_connection
-    assert connection is not None
-    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-        await session.commit()
 
 
 async def fetch_one_on_driver(

@@ -12,7 +12,7 @@ import asyncio
 
 from sqlalchemy import event, text
 
-from app.db import create_engine, create_sessionmaker, with_transaction, without_transaction
+from app.db import autocommit_connection, create_engine, create_sessionmaker
 
 
 async def test_a_burst_reuses_the_pool_instead_of_opening_more(database_url: str) -> None:
@@ -38,28 +38,23 @@ async def test_a_burst_reuses_the_pool_instead_of_opening_more(database_url: str
         await engine.dispose()
 
 
-async def _rows_after(database_url: str, *, begin_one: bool) -> int:
-    engine = create_engine(database_url, pool_size=2)
-    name = f"written-then-rolled-back-{begin_one}"
+async def test_an_autocommit_connection_commits_each_statement_and_goes_back_transactional(
+    clean_database: str,
+) -> None:
+    """`autocommit_connection`: each statement is committed as it runs; the pool's next user of
+    the same connection (a session) is in a transaction again, which a rollback undoes."""
+    engine = create_engine(clean_database, pool_size=1)  # one connection: the same one reused
     insert = text("INSERT INTO api_client (id, name) VALUES (gen_random_uuid(), :name)")
+    count = text("SELECT count(*) FROM api_client WHERE name = :name")
     try:
+        async with autocommit_connection(engine) as connection:
+            await connection.execute(insert, {"name": "on-its-own"})
+            await connection.rollback()  # nothing to undo: already committed
         async with create_sessionmaker(engine)() as session:
-            assert await without_transaction(session)
-            await session.execute(text("SELECT 1"))  # on its own
-            if begin_one:
-                await with_transaction(session)
-            await session.execute(insert, {"name": name})
+            assert await session.scalar(count, {"name": "on-its-own"}) == 1
+            await session.execute(insert, {"name": "in-a-transaction"})
             await session.rollback()
         async with engine.connect() as connection:
-            return int(
-                await connection.scalar(
-                    text("SELECT count(*) FROM api_client WHERE name = :name"), {"name": name}
-                )
-            )
+            assert await connection.scalar(count, {"name": "in-a-transaction"}) == 0
     finally:
         await engine.dispose()
-
-
-async def test_a_session_without_a_transaction_can_begin_one(clean_database: str) -> None:
-    assert await _rows_after(clean_database, begin_one=False) == 1  # each statement its own
-    assert await _rows_after(clean_database, begin_one=True) == 0  # the insert rolled back

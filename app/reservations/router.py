@@ -7,11 +7,10 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Path, Query, Request, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clients.limits import spend_seam_change
 from app.crypto import CodeCipher, InvalidToken
-from app.db import autocommit, without_transaction
+from app.db import autocommit, autocommit_connection
 from app.dependencies import ClientDep, RuntimeDep, SessionDep, runtime_of
 from app.doors import service as doors
 from app.errors import ErrorOut, NotFound
@@ -194,30 +193,23 @@ async def put_reservation(
     """Create or update a reservation. An identical PUT changes nothing and calls nothing.
     Doors it adds must be doors of the workspace that take a PIN code (`GET /v1/doors`)."""
     runtime = runtime_of(request)
-    # The session is opened here, not taken as a dependency (see `get_session`).
-    async with runtime.sessionmaker() as session:
-        # A new reservation and an identical PUT take one statement, with no transaction
-        # around it; a change begins its own.
-        await without_transaction(session)
-        stored, created = await service.put_reservation(
-            session,
-            client_id=client_id,
-            reservation_key=reservation_key,
-            data=body,
-            check_added_doors=functools.partial(
-                _check_added_doors, session, runtime, request, body
-            ),
-            delivery_lead=runtime.settings.guestkey_delivery_lead,
-            reconcile_after=runtime.settings.guestkey_reconcile_after,
-            before_seam_change=functools.partial(_spend_seam_change, runtime, client_id),
-        )
-        await session.commit()
+    # No session: a new reservation and an identical PUT take one statement on a connection of
+    # the pool (see `autocommit_connection`); a change opens its own.
+    stored, created = await service.put_reservation(
+        runtime.engine,
+        client_id=client_id,
+        reservation_key=reservation_key,
+        data=body,
+        check_added_doors=functools.partial(_check_added_doors, runtime, request, body),
+        delivery_lead=runtime.settings.guestkey_delivery_lead,
+        reconcile_after=runtime.settings.guestkey_reconcile_after,
+        before_seam_change=functools.partial(_spend_seam_change, runtime, client_id),
+    )
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return present(stored, runtime.cipher)
 
 
 async def _check_added_doors(
-    session: AsyncSession,
     runtime: Runtime,
     request: Request,
     body: ReservationIn,
@@ -246,7 +238,10 @@ async def _check_added_doors(
         for field in doors.DOOR_FIELDS
     }
     if any(new.values()):
-        await doors.check_doors(session, seam=runtime.seam, new=new, known=known)
+        # Each write its own transaction: what Seam said of a door is kept even when the
+        # check refuses the PUT.
+        async with autocommit(runtime.sessionmaker) as session:
+            await doors.check_doors(session, seam=runtime.seam, new=new, known=known)
 
 
 @router.get("/{reservation_key}", response_model=ReservationOut)
@@ -254,10 +249,9 @@ async def get_reservation(
     reservation_key: ReservationKey, request: Request, client_id: ClientDep
 ) -> ReservationOut:
     runtime = runtime_of(request)
-    # One statement, on its own: no transaction (see `get_session` for the session's place).
-    async with autocommit(runtime.sessionmaker) as session:
+    async with autocommit_connection(runtime.engine) as connection:  # one statement
         stored = await service.find_stored(
-            session, client_id=client_id, reservation_key=reservation_key
+            connection, client_id=client_id, reservation_key=reservation_key
         )
     if stored is None:
         raise NotFound(f"no reservation {reservation_key!r}")

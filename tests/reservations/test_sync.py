@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 
 from app.reservations import service
 from app.reservations.models import Reservation, SeamIdentity
@@ -300,25 +301,32 @@ async def test_seam_rejecting_our_api_key_is_retried_not_failed(
     assert (await client.get("/v1/reservations/bk-1")).json()["status"] == "granted"
 
 
-async def test_a_rolled_back_write_leaves_no_job(runtime: Runtime) -> None:
+async def test_a_reservation_and_its_first_job_are_written_together(runtime: Runtime) -> None:
+    """One statement writes a new reservation and its first sync job: when the job cannot be
+    written, neither is the reservation (and the PUT fails); otherwise both are."""
     client_id = next(iter(runtime.env_key_digests.values()))
     data = ReservationIn.model_validate(reservation_body())
-    async with runtime.sessionmaker() as session:
-        await service.put_reservation(
-            session, client_id=client_id, reservation_key="bk-rollback", data=data
-        )
-        assert await job_counts(runtime) == {}  # not visible before commit
-        await session.rollback()
+    refuse_jobs = "ALTER TABLE procrastinate_jobs ADD CONSTRAINT refuse CHECK (false) NOT VALID"
+    async with runtime.engine.begin() as connection:
+        await connection.execute(text(refuse_jobs))
+    try:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await service.put_reservation(
+                runtime.engine, client_id=client_id, reservation_key="bk-refused", data=data
+            )
+    finally:
+        async with runtime.engine.begin() as connection:
+            await connection.execute(text("ALTER TABLE procrastinate_jobs DROP CONSTRAINT refuse"))
     assert await job_counts(runtime) == {}
     async with runtime.sessionmaker() as session:
         assert await session.scalar(select(Reservation)) is None
 
-    async with runtime.sessionmaker() as session:
-        await service.put_reservation(
-            session, client_id=client_id, reservation_key="bk-commit", data=data
-        )
-        await session.commit()
+    await service.put_reservation(
+        runtime.engine, client_id=client_id, reservation_key="bk-written", data=data
+    )
     assert await job_counts(runtime) == {"todo": 1}
+    async with runtime.sessionmaker() as session:
+        assert (await session.scalars(select(Reservation.reservation_key))).all() == ["bk-written"]
 
 
 async def test_changes_during_a_running_sync_are_applied_after_it(
