@@ -137,11 +137,14 @@ async def autocommit(
 
 
 @contextlib.asynccontextmanager
-async def autocommit_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection whose every statement is a transaction of its own, with no session
-    around it: for the request path's one-statement work, where a session's bookkeeping (its
-    transaction states, a greenlet hop per call, commit and close) costs more than the
-    statement."""
+async def autocommit_connection(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncConnection]:
+    """A connection of the sessions' pool whose every statement is a transaction of its own,
+    with no session around it: for the request path's one-statement work, where a session's
+    bookkeeping (its transaction states, a greenlet hop per call, commit and close) costs more
+    than the statement."""
+    engine: AsyncEngine = sessionmaker.kw["bind"]
     async with engine.connect() as connection:
         yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 

@@ -47,7 +47,7 @@ async def test_an_autocommit_connection_commits_each_statement_and_goes_back_tra
     insert = text("INSERT INTO api_client (id, name) VALUES (gen_random_uuid(), :name)")
     count = text("SELECT count(*) FROM api_client WHERE name = :name")
     try:
-        async with autocommit_connection(engine) as connection:
+        async with autocommit_connection(create_sessionmaker(engine)) as connection:
             await connection.execute(insert, {"name": "on-its-own"})
             await connection.rollback()  # nothing to undo: already committed
         async with create_sessionmaker(engine)() as session:

@@ -196,7 +196,7 @@ async def put_reservation(
     # No session: a new reservation and an identical PUT take one statement on a connection of
     # the pool (see `autocommit_connection`); a change opens its own.
     stored, created = await service.put_reservation(
-        runtime.engine,
+        runtime.sessionmaker,
         client_id=client_id,
         reservation_key=reservation_key,
         data=body,
@@ -249,7 +249,7 @@ async def get_reservation(
     reservation_key: ReservationKey, request: Request, client_id: ClientDep
 ) -> ReservationOut:
     runtime = runtime_of(request)
-    async with autocommit_connection(runtime.engine) as connection:  # one statement
+    async with autocommit_connection(runtime.sessionmaker) as connection:  # one statement
         stored = await service.find_stored(
             connection, client_id=client_id, reservation_key=reservation_key
         )

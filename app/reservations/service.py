@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import func, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from app.callbacks.service import notify
 from app.config import Rate
-from app.db import autocommit_connection, create_sessionmaker, fetch_one_on_driver, utcnow
+from app.db import autocommit_connection, fetch_one_on_driver, utcnow
 from app.delivery.models import Delivery
 from app.doors import service as doors
 from app.errors import (
@@ -369,7 +369,7 @@ DoorCheck = Callable[[StoredReservation | None, Mapping[tuple[str, str], bool]],
 
 
 async def put_reservation(
-    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
     *,
     client_id: uuid.UUID,
     reservation_key: str,
@@ -413,7 +413,7 @@ async def put_reservation(
         "sync_queueing_lock": sync_queueing_lock(reservation_id),
         "sync_args": Jsonb({"reservation_id": str(reservation_id)}),
     }
-    row = await _put_statement(engine, parameters)
+    row = await _put_statement(sessionmaker, parameters)
     inserted_at, inserted_updated_at, stored_before, known_doors = row
     known = doors.parse_known(known_doors)
     not_inserted_for_its_doors = (
@@ -427,7 +427,7 @@ async def put_reservation(
         # concurrent PUT of the key got there first).
         assert check_added_doors is not None
         await check_added_doors(None, known)
-        row = await _put_statement(engine, parameters | {"doors_checked": True})
+        row = await _put_statement(sessionmaker, parameters | {"doors_checked": True})
         inserted_at, inserted_updated_at, stored_before, _ = row
     if inserted_at is not None:
         # Nothing refers to a row this statement made: no related rows to read.
@@ -448,7 +448,7 @@ async def put_reservation(
     # PUT that committed while the statement ran: then read again.
     stored = None if stored_before is None else _stored(stored_before)
     if stored is None:
-        async with autocommit_connection(engine) as connection:
+        async with autocommit_connection(sessionmaker) as connection:
             stored = await find_stored(
                 connection, client_id=client_id, reservation_key=reservation_key
             )
@@ -460,7 +460,7 @@ async def put_reservation(
     if not changed_fields(stored, wanted):
         return stored, False
 
-    async with create_sessionmaker(engine)() as session:
+    async with sessionmaker() as session:
         reservation = await get_reservation(
             session, client_id=client_id, reservation_key=reservation_key, for_update=True
         )
@@ -479,8 +479,10 @@ async def put_reservation(
     return updated, False
 
 
-async def _put_statement(engine: AsyncEngine, parameters: dict[str, Any]) -> tuple[Any, ...]:
-    async with autocommit_connection(engine) as connection:
+async def _put_statement(
+    sessionmaker: async_sessionmaker[AsyncSession], parameters: dict[str, Any]
+) -> tuple[Any, ...]:
+    async with autocommit_connection(sessionmaker) as connection:
         row = await fetch_one_on_driver(connection, _PUT, parameters)
     assert row is not None
     return row

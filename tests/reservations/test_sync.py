@@ -312,7 +312,7 @@ async def test_a_reservation_and_its_first_job_are_written_together(runtime: Run
     try:
         with pytest.raises(psycopg.errors.CheckViolation):
             await service.put_reservation(
-                runtime.engine, client_id=client_id, reservation_key="bk-refused", data=data
+                runtime.sessionmaker, client_id=client_id, reservation_key="bk-refused", data=data
             )
     finally:
         async with runtime.engine.begin() as connection:
@@ -322,7 +322,7 @@ async def test_a_reservation_and_its_first_job_are_written_together(runtime: Run
         assert await session.scalar(select(Reservation)) is None
 
     await service.put_reservation(
-        runtime.engine, client_id=client_id, reservation_key="bk-written", data=data
+        runtime.sessionmaker, client_id=client_id, reservation_key="bk-written", data=data
     )
     assert await job_counts(runtime) == {"todo": 1}
     async with runtime.sessionmaker() as session:
