@@ -32,8 +32,9 @@ async def get_runtime(request: Request) -> Runtime:
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A session whose transaction the route commits itself, before answering. The busiest
-    routes open theirs in their own body instead: FastAPI wraps each generator dependency in an
-    exit stack and a cancel scope, which costs a request more than its statement does."""
+    routes (PUT and GET of a reservation) take none: FastAPI wraps each generator dependency in
+    an exit stack and a cancel scope, which costs a request more than its statement does; they
+    run their statement on a pooled connection (`db.autocommit_connection`)."""
     async with runtime_of(request).sessionmaker() as session:
         yield session
 
@@ -42,9 +43,10 @@ async def get_client_id(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> uuid.UUID:
-    """The calling client, before the body is read: an unknown caller learns nothing of what
-    the route would make of its request. A key from GUESTKEY_API_KEYS needs no database; a
-    client's key is looked up in one statement of its own, apart from the route's session."""
+    """The calling client, before the body is validated: an unknown caller learns nothing of
+    what the route would make of its request (a body that is not JSON at all is refused
+    first). A key from GUESTKEY_API_KEYS needs no database; a client's key is looked up in one
+    statement of its own, apart from the route's work."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
     runtime = runtime_of(request)

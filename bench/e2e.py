@@ -27,7 +27,8 @@ matched to its PUT: latency = email arrival - PUT sent. The PUT bodies are the s
   from the grid's rate below half its burst rate.
 - Exactly once: after each system's last phase, every reservation it was sent is counted in its
   mailbox: delivered, and no guest twice.
-- Memory (target 5): the RSS of the `guestkey serve` process after its stepping and its burst.
+- Memory (target 5): the RSS of the `guestkey serve` process that was stepped and then took a
+  burst (unmeasured for cost), or of the burst's own, whichever is larger.
 """
 
 from __future__ import annotations
@@ -486,11 +487,18 @@ def run() -> list[Row]:
             first_rate = grid_rate_below(reference_burst.rate / 2)
             (reference_capacity,) = capacities([Stepper(reference, first_rate)])
         reference_once = reference.exactly_once()
+    # The burst on a fresh system, as the reference's is: after the capacity stepping, the
+    # fake Seam holds thousands of grants and spends twice its CPU per reservation on the
+    # same two cores, which lengthens the burst.
     with system("serve") as serve:
-        serve_capacity, today = capacity_against_today(serve)
         serve_burst = burst(serve)
         serve_once = serve.exactly_once()
-        rss = serve.rss_mib()
+        burst_rss = serve.rss_mib()
+    with system("serve (capacity)") as stepped:
+        serve_capacity, today = capacity_against_today(stepped)
+        burst(stepped)  # for memory: RSS after the stepping and a burst, in one process
+        stepped_once = stepped.exactly_once()
+        rss = max(burst_rss, stepped.rss_mib())
     with system("api + worker", split=True) as split:
         split_burst = burst(split)
         split_once = split.exactly_once()
@@ -499,9 +507,13 @@ def run() -> list[Row]:
         *capacity_rows(serve_capacity, today, reference_capacity),
         *burst_rows(serve_burst, split_burst, reference_burst),
         once_row(
-            {"serve": serve_once, "api + worker": split_once},
+            {"serve": serve_once, "serve (capacity)": stepped_once, "api + worker": split_once},
             reference_once,
-            sent={"serve": len(serve.sent), "api + worker": len(split.sent)},
+            sent={
+                "serve": len(serve.sent),
+                "serve (capacity)": len(stepped.sent),
+                "api + worker": len(split.sent),
+            },
             reference_sent=len(reference.sent),
         ),
         Row(

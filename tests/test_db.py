@@ -3,7 +3,7 @@
 The pool holds at most `pool_size` connections, opened as needed and kept: a burst of more
 callers than it holds waits for connections instead of opening short-lived extra ones (each
 would be a new PostgreSQL backend, planning every statement afresh, closed again as soon as it
-was returned). A session can run its statements without a transaction, then begin one.
+was returned). A connection lent in autocommit goes back to the pool transactional.
 """
 
 from __future__ import annotations
