@@ -122,7 +122,8 @@ def _exit_cleanly(signum: int, _: Any) -> None:
 # every few requests here. Each pass walks the objects of the requests still in flight (their
 # sessions, connections, tasks), and moves them to the next generation, where they die
 # uncounted, so the passes come faster still. At 10,000 the objects of a request are gone
-# before a pass sees them: a PUT of a new reservation spends about 40% less CPU (bench/RESULTS.md).
+# before a pass sees them: a PUT of a new reservation spends a quarter to 40% less CPU
+# (bench/RESULTS.md).
 GC_YOUNG_THRESHOLD = 10_000
 
 
