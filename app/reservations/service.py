@@ -1,6 +1,8 @@
 """Reservations: create/update by PUT, read, list, cancel, and the timeline.
 
 Functions take `(session, *, …)`, flush, and never commit: the caller owns the transaction.
+`put_reservation`, on every PUT, is the exception: it takes the sessionmaker, runs its one
+statement on a pooled connection, and opens and commits a session only for a change.
 """
 
 from __future__ import annotations
