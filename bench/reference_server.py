@@ -3,9 +3,8 @@
 The same `uvicorn.run` call as `guestkey serve` (`app.cli.run_server`: one process, uvicorn's
 default loop and HTTP implementation — uvloop and httptools, both installed — no access log,
 proxy headers), the same tuning of Python's garbage collector (`app.cli.tune_gc`), and the
-same database engine as guestkey (`app.db.create_engine`: SQLAlchemy
-async, psycopg 3, a pool of 20 connections kept open, a ping only for a connection idle for 2 s
-or more).
+same database engine as guestkey (`app.db.create_engine`: SQLAlchemy async, psycopg 3, a pool
+of 20 connections kept open, a ping only for a connection idle for 2 s or more).
 """
 
 from __future__ import annotations
