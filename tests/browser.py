@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -71,6 +71,7 @@ class Browser:
     def __init__(self, driver: webdriver.Chrome, base_url: str) -> None:
         self.driver = driver
         self.base_url = base_url
+        self._last_read_error: WebDriverException | None = None
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(function, *args)
@@ -120,18 +121,25 @@ class Browser:
             if bool(re.search(pattern, text)) == present:
                 return text
             await asyncio.sleep(0.2)
-        raise AssertionError(
-            f"{css} text {'never matched' if present else 'kept'} {pattern!r}: {text!r}"
-        )
+        failure = f"{css} text {'never matched' if present else 'kept'} {pattern!r}: {text!r}"
+        if not text and self._last_read_error is not None:
+            failure += f" (the last read failed: {self._last_read_error.msg})"
+        raise AssertionError(failure)
 
     def _current_text(self, css: str) -> str:
-        """The text of every matching element, read in one go: a part of the page that htmx
-        swaps in between finding and reading simply reads as empty this time."""
+        """The text of every matching element, read in one go. A part of the page that htmx
+        swaps in, or a page the browser leaves, between finding and reading simply reads as
+        empty this time: Chromium reports the first as a stale element and the second, during
+        a navigation, as an "unknown error" about a node that no longer belongs to the
+        document. The error is kept for the message of a wait that never matches."""
         try:
             elements = self.driver.find_elements(By.CSS_SELECTOR, css)
-            return " ".join(element.text for element in elements)
-        except StaleElementReferenceException:
+            text = " ".join(element.text for element in elements)
+        except WebDriverException as error:
+            self._last_read_error = error
             return ""
+        self._last_read_error = None
+        return text
 
     async def screenshot(self, name: str) -> Path:
         SCREENSHOTS_DIR.mkdir(parents=True, exist_ok=True)
