@@ -7,6 +7,8 @@ reads it first and asks Seam only about ids it does not hold as usable, within
 the door at Seam and the reservation records what Seam says of it.
 
 Functions take `(session, *, …)`, flush, and never commit: the caller owns the transaction.
+`check_doors` alone takes the sessionmaker: it holds a connection of the pool only to read and
+to store, never while it waits for Seam.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from typing import Any, ClassVar
 import structlog
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import utcnow
+from app.db import autocommit, utcnow
 from app.doors.models import Door
 from app.errors import InvalidInput
 from app.seam.client import DoorInfo, DoorType, SeamGateway
@@ -184,7 +186,7 @@ def parse_known(value: list[dict[str, Any]] | None) -> dict[tuple[str, str], boo
 
 
 async def check_doors(
-    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
     *,
     seam: SeamGateway,
     new: Mapping[str, Sequence[tuple[int, str]]],
@@ -195,17 +197,19 @@ async def check_doors(
     already had were checked when they were added. Raises `UnusableDoors`.
 
     `new`: per body field, (index, door id) pairs to check. `known`: what the list holds of
-    them, when the caller read it already (`known_doors`); else it is read here."""
+    them, when the caller read it already (`known_doors`); else it is read here. What Seam
+    says of the doors is stored in a transaction of its own: kept when the check refuses."""
     wanted: set[tuple[DoorType, str]] = {
         (DOOR_FIELDS[field], door_id) for field, pairs in new.items() for _, door_id in pairs
     }
     if known is None:
-        cached = await session.scalars(
-            select(Door).where(
-                tuple_(Door.door_type, Door.door_id).in_(list(wanted)), Door.gone_at.is_(None)
+        async with autocommit(sessionmaker) as session:
+            cached = await session.scalars(
+                select(Door).where(
+                    tuple_(Door.door_type, Door.door_id).in_(list(wanted)), Door.gone_at.is_(None)
+                )
             )
-        )
-        known = {(door.door_type, door.door_id): door.can_take_pin_code for door in cached}
+            known = {(door.door_type, door.door_id): door.can_take_pin_code for door in cached}
     # A door the list holds as usable passes; any other is asked about, so a door added or
     # given a keypad since the last refresh is not refused on stale knowledge.
     holds = dict(known)
@@ -223,7 +227,8 @@ async def check_doors(
                 hint="accepted; the sync meets the doors at Seam",
             )
             return
-        await store(session, doors=found, now=utcnow())
+        async with autocommit(sessionmaker) as session:
+            await store(session, doors=found, now=utcnow())
         holds.update({(door.type, door.id): door.can_take_pin_code for door in found})
         names = {(door.type, door.id): door.name for door in found}
     problems = []

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from app.clients.limits import spend_seam_change
 from app.crypto import CodeCipher, InvalidToken
-from app.db import autocommit, autocommit_connection
+from app.db import autocommit_connection
 from app.dependencies import ClientDep, RuntimeDep, SessionDep, runtime_of
 from app.doors import service as doors
 from app.errors import ErrorOut, NotFound
@@ -238,10 +238,7 @@ async def _check_added_doors(
         for field in doors.DOOR_FIELDS
     }
     if any(new.values()):
-        # Each write its own transaction: what Seam said of a door is kept even when the
-        # check refuses the PUT.
-        async with autocommit(runtime.sessionmaker) as session:
-            await doors.check_doors(session, seam=runtime.seam, new=new, known=known)
+        await doors.check_doors(runtime.sessionmaker, seam=runtime.seam, new=new, known=known)
 
 
 @router.get("/{reservation_key}", response_model=ReservationOut)

@@ -459,8 +459,14 @@ async def put_reservation(
         raise ReservationCancelled(f"reservation {reservation_key!r} is cancelled")
     if check_added_doors is not None:
         await check_added_doors(stored, known)
-    if not changed_fields(stored, wanted):
+    changed = changed_fields(stored, wanted)
+    if not changed:
         return stored, False
+    if before_seam_change is not None and set(changed) & set(GRANT_FIELDS):
+        # Spent before the session opens: the budget takes a connection of its own, and a
+        # request holding one while it waits for another deadlocks a full pool.
+        await before_seam_change()
+        before_seam_change = None
 
     async with sessionmaker() as session:
         reservation = await get_reservation(
@@ -561,7 +567,10 @@ async def _update(
     reconcile_after: timedelta,
     before_seam_change: Callable[[], Awaitable[None]] | None,
 ) -> None:
-    """Apply a PUT's changes to the locked row (re-checked: it may have changed since read)."""
+    """Apply a PUT's changes to the locked row (re-checked: it may have changed since read).
+    `before_seam_change` is None when the caller has spent the budget already; otherwise it is
+    spent here, should the locked row differ in the grant where the row as read did not (a
+    concurrent PUT between the two)."""
     if reservation.status == ReservationStatus.CANCELLED:
         raise ReservationCancelled(f"reservation {reservation.reservation_key!r} is cancelled")
     changed = changed_fields(reservation, wanted)

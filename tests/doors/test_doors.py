@@ -214,6 +214,13 @@ async def test_a_door_that_cannot_take_a_pin_code_is_refused_naming_it_and_why(
     assert "Shed" in detail[0]["msg"] and "cannot take a PIN code" in detail[0]["msg"]
     assert "Bike Room" in detail[1]["msg"] and "does not open with a PIN code" in detail[1]["msg"]
     assert (await client.get("/v1/reservations/bk-1")).status_code == 404
+    # The PUT wrote nothing, but what Seam said of the doors is kept in the list.
+    async with runtime.sessionmaker() as session:
+        stored = (await session.scalars(select(Door).order_by(Door.door_type))).all()
+    assert [(door.door_type, door.door_id, door.can_take_pin_code) for door in stored] == [
+        ("acs_entrance", bike_room, False),
+        ("device", shed, False),
+    ]
 
 
 def test_seams_door_flags_decide_whether_a_door_takes_a_pin_code() -> None:
