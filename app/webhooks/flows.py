@@ -330,7 +330,10 @@ async def _missing_codes(
     session: AsyncSession, reservation: Reservation, event_type: str, payload: dict[str, Any]
 ) -> None:
     """Partial success is partial: the doors Seam names lose their code; the reservation
-    fails only when none of its doors can be opened."""
+    fails only when none of its doors can be opened. Seam's event may name no door (its
+    `missing_device_ids` is optional, and it has no field for entrances): then it is a warning
+    only, as the same error in a create's answer is, and the doors the code opens are what
+    Seam's `get_related` says when the code is issued."""
     if payload.get("access_grant_id") != reservation.access_grant_id:
         return
     message = f"Seam could not create the PIN code: {payload.get('error_message') or 'unknown'}"
@@ -346,7 +349,7 @@ async def _missing_codes(
         or [doors.make_warning(doors.MISSING_CODES, message)],
     )
     reservation.updated_at = utcnow()
-    hopeless = not missing or await doors.none_can_open(session, reservation_id=reservation.id)
+    hopeless = bool(missing) and await doors.none_can_open(session, reservation_id=reservation.id)
     if hopeless and reservation.status not in (
         ReservationStatus.CANCELLED,
         ReservationStatus.FAILED,

@@ -8,14 +8,17 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from app.seam.client import SeamGateway, Webhook
-from app.webhooks.events import HANDLED_EVENTS
+from app.webhooks.events import ACTED_ON_EVENTS
 
 WEBHOOK_PATH = "/webhooks/seam"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def subscribed_event_types() -> list[str]:
-    return sorted(HANDLED_EVENTS)
+    """The events of the codes and grants, and those that change the door list: a door added,
+    renamed, gone, offline or given a keypad is known when Seam sends it, not only at the
+    reconciler's next catch-up."""
+    return sorted(ACTED_ON_EVENTS)
 
 
 def webhook_url_problem(url: str) -> str | None:
@@ -68,7 +71,7 @@ def event_types_problem(webhook: Webhook) -> str | None:
     """What is wrong with the webhook's subscription for guestkey, or None."""
     if "*" in webhook.event_types or not webhook.event_types:
         return None  # every event: guestkey's are among them (the others are stored, ignored)
-    missing = sorted(HANDLED_EVENTS.difference(webhook.event_types))
+    missing = sorted(ACTED_ON_EVENTS.difference(webhook.event_types))
     if missing:
         return f"it does not send {', '.join(missing)}"
     return None

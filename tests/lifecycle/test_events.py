@@ -140,6 +140,28 @@ async def test_seam_failing_one_door_leaves_the_others_delivered(
     ]
 
 
+async def test_seam_naming_no_door_it_failed_is_a_warning_not_a_failure(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    """Seam's event may leave `missing_device_ids` out (it is optional, and an entrance has
+    no such field): guestkey cannot tell that no door works, so the stay is not failed."""
+    before = await delivered(client, runtime)
+    await emit(
+        fake_seam,
+        event_type="access_grant.could_not_create_requested_access_methods",
+        access_grant_id=before["access_grant_id"],
+        error_message="Could not create the requested access methods for: Bike Room.",
+    )
+    await settle(runtime)
+    after = (await client.get("/v1/reservations/bk-1")).json()
+    assert after["status"] == "delivered" and after["last_error"] is None
+    assert {door["state"] for door in after["doors"]} == {"granted"}
+    assert [(w["code"], w["door_id"]) for w in after["warnings"]] == [
+        ("cannot_create_requested_access_methods", None)
+    ]
+    assert "Bike Room" in after["warnings"][0]["message"]
+
+
 async def test_seam_failing_every_door_fails_the_reservation_naming_why(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
 ) -> None:

@@ -21,6 +21,7 @@ from app.doctor.checks import (
 from app.runtime import Runtime
 from app.seam.client import SeamGateway
 from app.seam.fake import FakeSeam
+from app.webhooks.events import ACTED_ON_EVENTS, HANDLED_EVENTS
 from app.webhooks.subscription import connect_webhook
 from tests.conftest import Mailbox
 from tests.database import create_database, drop_database
@@ -139,6 +140,13 @@ async def test_doctor_checks_the_webhook_url_event_types_and_secret() -> None:
         good = await check_webhook(
             Settings(**settings, seam_webhook_secret=secret), seam, WEBHOOK_URL
         )
+        # A webhook registered by an earlier guestkey, without the door list's events.
+        await seam.update_webhook_event_types(
+            connected.webhook.webhook_id, event_types=sorted(HANDLED_EVENTS)
+        )
+        without_door_events = await check_webhook(
+            Settings(**settings, seam_webhook_secret=secret), seam, WEBHOOK_URL
+        )
         await seam.update_webhook_event_types(
             connected.webhook.webhook_id, event_types=["access_method.issued"]
         )
@@ -153,6 +161,8 @@ async def test_doctor_checks_the_webhook_url_event_types_and_secret() -> None:
     assert not missing.ok and f"seam connect --url {WEBHOOK_URL}" in (missing.fix or "")
     assert not other_secret.ok and "SEAM_WEBHOOK_SECRET is not the secret" in other_secret.detail
     assert good.ok, good.line()
+    assert set(connected.webhook.event_types) == ACTED_ON_EVENTS
+    assert not without_door_events.ok and "device.disconnected" in without_door_events.detail
     assert not narrowed.ok and "access_grant.deleted" in narrowed.detail
     assert reconnected.outcome == "updated" and reconnected.webhook.secret == secret
     assert len(webhooks) == 1 and "access_grant.deleted" in webhooks[0].event_types
