@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -43,6 +43,8 @@ CHROMIUM_FLAGS = (
 )
 
 T = TypeVar("T")
+# What Chromium says of an element read while the browser leaves its page.
+NODE_LEFT_BEHIND = "does not belong to the document"
 
 
 def ensure_browser() -> None:
@@ -71,7 +73,6 @@ class Browser:
     def __init__(self, driver: webdriver.Chrome, base_url: str) -> None:
         self.driver = driver
         self.base_url = base_url
-        self._last_read_error: WebDriverException | None = None
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(function, *args)
@@ -116,30 +117,36 @@ class Browser:
         """Wait until the element's text matches `pattern` (or, `present=False`, no longer does)."""
         deadline = time.monotonic() + timeout
         text = ""
+        error: WebDriverException | None = None
         while time.monotonic() < deadline:
-            text = await self._call(self._current_text, css)
-            if bool(re.search(pattern, text)) == present:
-                return text
+            read = await self._call(self._current_text, css)
+            if isinstance(read, WebDriverException):
+                error = read  # read again: neither a match nor its absence
+            else:
+                text, error = read, None
+                if bool(re.search(pattern, text)) == present:
+                    return text
             await asyncio.sleep(0.2)
         failure = f"{css} text {'never matched' if present else 'kept'} {pattern!r}: {text!r}"
-        if not text and self._last_read_error is not None:
-            failure += f" (the last read failed: {self._last_read_error.msg})"
+        if error is not None:
+            failure += f" (the last read failed: {error.msg})"
         raise AssertionError(failure)
 
-    def _current_text(self, css: str) -> str:
-        """The text of every matching element, read in one go. A part of the page that htmx
-        swaps in, or a page the browser leaves, between finding and reading simply reads as
-        empty this time: Chromium reports the first as a stale element and the second, during
-        a navigation, as an "unknown error" about a node that no longer belongs to the
-        document. The error is kept for the message of a wait that never matches."""
+    def _current_text(self, css: str) -> str | WebDriverException:
+        """The text of every matching element, read in one go; or, when the page changed
+        between finding and reading, the error that says so, for the caller to read again:
+        a part of the page that htmx swaps in (a stale element) or a page the browser leaves
+        (Chromium: an "unknown error" about a node that no longer belongs to the document)."""
         try:
             elements = self.driver.find_elements(By.CSS_SELECTOR, css)
-            text = " ".join(element.text for element in elements)
+            return " ".join(element.text for element in elements)
         except WebDriverException as error:
-            self._last_read_error = error
-            return ""
-        self._last_read_error = None
-        return text
+            left_behind = isinstance(error, StaleElementReferenceException) or (
+                NODE_LEFT_BEHIND in (error.msg or "")
+            )
+            if not left_behind:
+                raise  # a browser gone or a bad selector fails the test at once
+            return error
 
     async def screenshot(self, name: str) -> Path:
         SCREENSHOTS_DIR.mkdir(parents=True, exist_ok=True)

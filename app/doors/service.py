@@ -282,8 +282,8 @@ def _kind(door_type: str) -> str:
 def _cannot_take_code(door_type: str, door_id: str, name: str | None) -> str:
     named = f"{_kind(door_type)} {door_id}" + (f" ({name})" if name else "")
     if door_type == "acs_entrance":
-        return f"{named} does not open with a PIN code (Seam: can_unlock_with_code is false)"
+        return f"{named} does not open with a PIN code (Seam: can_unlock_with_code is not true)"
     return (
         f"{named} cannot take a PIN code: Seam cannot program online access codes on it "
-        "(can_program_online_access_codes is false; e.g. a lock without a keypad)"
+        "(can_program_online_access_codes is not true; e.g. a lock without a keypad)"
     )

@@ -462,29 +462,44 @@ async def put_reservation(
     changed = changed_fields(stored, wanted)
     if not changed:
         return stored, False
-    if before_seam_change is not None and set(changed) & set(GRANT_FIELDS):
-        # Spent before the session opens: the budget takes a connection of its own, and a
-        # request holding one while it waits for another deadlocks a full pool.
+    # The budget is spent before the session opens, never inside it: it takes a connection of
+    # its own, and a request holding one (with a row lock) while it waits for another
+    # deadlocks a full pool. Two overlapping PUTs of the same change both count.
+    spent = before_seam_change is None
+    if not spent and set(changed) & set(GRANT_FIELDS):
+        assert before_seam_change is not None
         await before_seam_change()
-        before_seam_change = None
+        spent = True
+    while True:
+        async with sessionmaker() as session:
+            reservation = await get_reservation(
+                session, client_id=client_id, reservation_key=reservation_key, for_update=True
+            )
+            try:
+                await _update(
+                    session,
+                    reservation=reservation,
+                    wanted=wanted,
+                    delivery_lead=delivery_lead,
+                    reconcile_after=reconcile_after,
+                    budget_spent=spent,
+                )
+            except _SpendFirst:
+                pass  # the session closes, its lock released; spend, then lock again
+            else:
+                await session.flush()
+                updated = await find_stored(session, reservation_id=reservation.id)
+                await session.commit()
+                assert updated is not None
+                return updated, False
+        assert before_seam_change is not None
+        await before_seam_change()
+        spent = True
 
-    async with sessionmaker() as session:
-        reservation = await get_reservation(
-            session, client_id=client_id, reservation_key=reservation_key, for_update=True
-        )
-        await _update(
-            session,
-            reservation=reservation,
-            wanted=wanted,
-            delivery_lead=delivery_lead,
-            reconcile_after=reconcile_after,
-            before_seam_change=before_seam_change,
-        )
-        await session.flush()
-        updated = await find_stored(session, reservation_id=reservation.id)
-        await session.commit()
-    assert updated is not None
-    return updated, False
+
+class _SpendFirst(Exception):
+    """The locked row changes the grant where the row as read did not (a concurrent PUT came
+    between): the budget is to be spent, outside the session, before the change."""
 
 
 async def _put_statement(
@@ -565,19 +580,17 @@ async def _update(
     wanted: dict[str, Any],
     delivery_lead: timedelta,
     reconcile_after: timedelta,
-    before_seam_change: Callable[[], Awaitable[None]] | None,
+    budget_spent: bool,
 ) -> None:
     """Apply a PUT's changes to the locked row (re-checked: it may have changed since read).
-    `before_seam_change` is None when the caller has spent the budget already; otherwise it is
-    spent here, should the locked row differ in the grant where the row as read did not (a
-    concurrent PUT between the two)."""
+    Raises `_SpendFirst` for a change of the grant when the client's budget is not spent."""
     if reservation.status == ReservationStatus.CANCELLED:
         raise ReservationCancelled(f"reservation {reservation.reservation_key!r} is cancelled")
     changed = changed_fields(reservation, wanted)
     if not changed:
         return
-    if before_seam_change is not None and set(changed) & set(GRANT_FIELDS):
-        await before_seam_change()
+    if not budget_spent and set(changed) & set(GRANT_FIELDS):
+        raise _SpendFirst
 
     for name in changed:
         setattr(reservation, name, wanted[name])

@@ -586,30 +586,23 @@ class SeamGateway:
 def _device_door(device: dict[str, Any]) -> DoorInfo:
     properties = device.get("properties") or {}
     online = properties.get("online") if isinstance(properties, dict) else None
-    # The flag is optional in Seam's device object; without it, the device's required list of
-    # capabilities says whether it manages PIN codes at all.
-    flag = device.get("can_program_online_access_codes")
-    if not isinstance(flag, bool):
-        flag = "access_code" in (device.get("capabilities_supported") or ())
     return DoorInfo(
         type="device",
         id=str(device["device_id"]),
         name=_display_name(device, "device_id"),
-        can_take_pin_code=flag,
+        # Seam's capability flags: absent, the device lacks the capability; false, it has it
+        # but it does not work now (a keypad disconnected). An offline lock keeps it true.
+        can_take_pin_code=device.get("can_program_online_access_codes") is True,
         online=online if isinstance(online, bool) else None,
     )
 
 
 def _entrance_door(entrance: dict[str, Any]) -> DoorInfo:
-    # Optional in Seam's entrance object too, with nothing else to tell by: an entrance whose
-    # access system does not say is not refused at PUT; the grant then says whether a code
-    # could be made for it (a warning on the reservation when not).
-    flag = entrance.get("can_unlock_with_code")
     return DoorInfo(
         type="acs_entrance",
         id=str(entrance["acs_entrance_id"]),
         name=_display_name(entrance, "acs_entrance_id"),
-        can_take_pin_code=flag if isinstance(flag, bool) else True,
+        can_take_pin_code=entrance.get("can_unlock_with_code") is True,  # absent: it cannot
         online=None,  # Seam reports no connectivity for an entrance
     )
 

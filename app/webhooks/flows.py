@@ -25,6 +25,7 @@ from app.reservations.models import (
     CodeState,
     DoorState,
     Reservation,
+    ReservationDoor,
     ReservationStatus,
 )
 from app.reservations.service import enqueue_sync
@@ -331,13 +332,16 @@ async def _missing_codes(
 ) -> None:
     """Partial success is partial: the doors Seam names lose their code; the reservation
     fails only when none of its doors can be opened. Seam's event may name no door (its
-    `missing_device_ids` is optional, and it has no field for entrances): then it is a warning
-    only, as the same error in a create's answer is, and the doors the code opens are what
-    Seam's `get_related` says when the code is issued."""
+    `missing_device_ids` is optional, and it has no field for entrances). It means one or
+    more doors, so a stay of one lock or entrance, not granted yet, has lost its only door;
+    with more doors it is a warning, and the doors the code opens are what Seam's
+    `get_related` says when the code is issued."""
     if payload.get("access_grant_id") != reservation.access_grant_id:
         return
     message = f"Seam could not create the PIN code: {payload.get('error_message') or 'unknown'}"
-    missing = strings(payload.get("missing_device_ids"))
+    missing = strings(payload.get("missing_device_ids")) or await _the_only_door(
+        session, reservation.id
+    )
     problems = [
         doors.DoorProblem(door_id, DoorState.FAILED, doors.MISSING_CODES, message)
         for door_id in missing
@@ -360,6 +364,22 @@ async def _missing_codes(
         await record_event(
             session, reservation_id=reservation.id, kind=TimelineKind.FAILED, reason=message
         )
+
+
+async def _the_only_door(session: AsyncSession, reservation_id: uuid.UUID) -> list[str]:
+    """The reservation's door when it has one lock or entrance only, not granted yet."""
+    rows = (
+        await session.execute(
+            select(ReservationDoor.door_type, ReservationDoor.door_id, ReservationDoor.state)
+            .where(ReservationDoor.reservation_id == reservation_id)
+            .limit(2)
+        )
+    ).all()
+    if len(rows) != 1:
+        return []
+    [(door_type, door_id, state)] = rows
+    unserved = door_type in ("device", "acs_entrance") and state != DoorState.GRANTED.value
+    return [door_id] if unserved else []
 
 
 async def _method_problem(

@@ -234,24 +234,17 @@ def test_seams_door_flags_decide_whether_a_door_takes_a_pin_code() -> None:
     assert _entrance_door({**entrance, "can_unlock_with_code": True}).can_take_pin_code
 
 
-def test_a_door_seam_leaves_the_flag_out_of_is_judged_by_what_else_seam_says() -> None:
-    """Both flags are optional in Seam's spec: a lock without one takes codes when it has the
-    `access_code` capability; an entrance without one is not refused (the grant tells)."""
+def test_a_door_without_seams_flag_cannot_take_a_pin_code() -> None:
+    """Seam leaves a capability flag out when the door lacks the capability (its capability
+    guide); the list of capabilities does not stand in for the flag."""
     lock = {"device_id": "d-1", "display_name": "Front Door", "properties": {"online": True}}
-    assert _device_door(
+    assert not _device_door(
         {**lock, "capabilities_supported": ["access_code", "lock"]}
     ).can_take_pin_code
-    assert not _device_door({**lock, "capabilities_supported": ["lock"]}).can_take_pin_code
-    assert not _device_door(lock).can_take_pin_code
-    # The flag, when there, decides.
-    assert not _device_door(
-        {
-            **lock,
-            "capabilities_supported": ["access_code"],
-            "can_program_online_access_codes": False,
-        }
-    ).can_take_pin_code
-    assert _entrance_door({"acs_entrance_id": "e-1", "display_name": "Lobby"}).can_take_pin_code
+    assert not _entrance_door({"acs_entrance_id": "e-1", "display_name": "Lobby"}).can_take_pin_code
+    # An offline lock keeps the flag: it takes the code when it is back.
+    offline = {**lock, "properties": {"online": False}, "can_program_online_access_codes": True}
+    assert _device_door(offline).can_take_pin_code
 
 
 SHED = seeded_id("device", "Shed")  # a lock without keypad

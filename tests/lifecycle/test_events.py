@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from app.runtime import Runtime
+from app.seam.fake.seed import seeded_id
 from tests.conftest import Mailbox, settle
 from tests.factories import (
     delivered_reservation,
@@ -160,6 +161,30 @@ async def test_seam_naming_no_door_it_failed_is_a_warning_not_a_failure(
         ("cannot_create_requested_access_methods", None)
     ]
     assert "Bike Room" in after["warnings"][0]["message"]
+
+
+async def test_seam_naming_no_door_of_a_one_door_stay_fails_it(
+    client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
+) -> None:
+    """One lock, its code not issued yet (the lock is offline): "one or more doors" is that
+    door, so the stay can be opened by none."""
+    side_gate = seeded_id("device", "Side Gate")  # takes codes, offline
+    assert (await put_reservation(client, "bk-1", device_ids=[side_gate])).status_code == 201
+    await settle(runtime)
+    before = (await client.get("/v1/reservations/bk-1")).json()
+    assert before["status"] == "granted" and before["doors"][0]["state"] == "pending", before
+    await emit(
+        fake_seam,
+        event_type="access_grant.could_not_create_requested_access_methods",
+        access_grant_id=before["access_grant_id"],
+        error_message="Could not create the requested access methods for: Side Gate.",
+    )
+    await settle(runtime)
+    after = (await client.get("/v1/reservations/bk-1")).json()
+    assert after["status"] == "failed" and "Side Gate" in after["last_error"]
+    assert [(door["id"], door["state"]) for door in after["doors"]] == [(side_gate, "failed")]
+    warnings = [(w["code"], w["door_id"]) for w in after["warnings"]]
+    assert ("cannot_create_requested_access_methods", side_gate) in warnings, warnings
 
 
 async def test_seam_failing_every_door_fails_the_reservation_naming_why(
