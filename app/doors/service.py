@@ -17,7 +17,7 @@ import asyncio
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import structlog
@@ -35,6 +35,7 @@ from app.worker.queue import Priority, defer
 log = structlog.get_logger(__name__)
 
 CHECK_TIMEOUT_SECONDS = 2.0
+REFRESH_AFTER_EVENT = timedelta(seconds=15)
 DOOR_FIELDS: dict[str, DoorType] = {
     "device_ids": "device",
     "acs_entrance_ids": "acs_entrance",
@@ -109,7 +110,10 @@ async def replace_all(session: AsyncSession, *, doors: Sequence[DoorInfo]) -> in
 
 
 async def enqueue_refresh(session: AsyncSession) -> None:
-    """A refresh of the whole list, once however many door events ask for one meanwhile."""
+    """A refresh of the whole list, once however many door events ask for one meanwhile: it
+    runs REFRESH_AFTER_EVENT after the first, so a lock going on and offline over and over
+    costs Seam one listing of the workspace's doors per that time, not one per event. (A PUT
+    meanwhile asks Seam about any door the list does not hold as usable.)"""
     from app.doors.tasks import refresh_doors  # tasks import this module
 
     await defer(
@@ -117,6 +121,7 @@ async def enqueue_refresh(session: AsyncSession) -> None:
         refresh_doors,
         lock=REFRESH_LOCK,
         queueing_lock=REFRESH_LOCK,
+        schedule_at=utcnow() + REFRESH_AFTER_EVENT,
         priority=Priority.STAY,
     )
 

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from app.doors.models import Door
+from app.doors.service import REFRESH_AFTER_EVENT
 from app.doors.tasks import refresh
 from app.runtime import Runtime
 from app.seam.client import DoorInfo, _device_door, _entrance_door
@@ -178,6 +179,16 @@ async def test_a_device_event_refreshes_the_door_list_once(
         response = await client.post("/webhooks/seam", content=body, headers=headers)
         assert response.status_code == 204
     assert await job_counts(runtime) == {"todo": 1}  # three events, one refresh
+    # Due a while after the first event: a lock going on and offline over and over costs Seam
+    # one listing per that while, not one per event.
+    async with runtime.engine.begin() as connection:
+        due_in = await connection.scalar(
+            text("SELECT extract(epoch FROM scheduled_at - now()) FROM procrastinate_jobs")
+        )
+        assert 10 < due_in <= REFRESH_AFTER_EVENT.total_seconds(), due_in
+        await run_jobs(runtime)
+        assert await door_list_calls(fake_seam) == []  # not yet
+        await connection.execute(text("UPDATE procrastinate_jobs SET scheduled_at = now()"))
     await run_jobs(runtime)
     assert sorted(call["path"] for call in await door_list_calls(fake_seam)) == sorted(DOOR_LISTS)
     items = (await client.get("/v1/doors")).json()["items"]
