@@ -10,12 +10,14 @@ It imports no guestkey domain.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
+import functools
 import hashlib
 import keyword
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -41,6 +43,9 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 DoorType = Literal["device", "acs_entrance", "space"]
 
+# An identity search reads at most this many pages of this many identities.
+IDENTITY_PAGE = 100
+IDENTITY_SEARCH_PAGES = 10
 _TRANSIENT_STATUSES = frozenset({408, 423, 425, 429})
 _REJECTED_KEY_STATUSES = frozenset({401, 403})
 _last_retry_after: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -371,20 +376,32 @@ class SeamGateway:
             return None
         given = guest.email_address or guest.phone_number or ""
         for search in dict.fromkeys(s for s in (given, guest.contact, guest.full_name) if s):
-            for candidate in await self._search_identities(search):
-                if guest.contact in (
-                    (candidate.email_address or "").lower(),
-                    (candidate.phone_number or "").lower(),
-                ):
-                    return str(candidate.user_identity_id)
+            async with contextlib.aclosing(self._search_identities(search)) as pages:
+                async for page in pages:
+                    for candidate in page:
+                        if guest.contact in (
+                            (candidate.email_address or "").lower(),
+                            (candidate.phone_number or "").lower(),
+                        ):
+                            return str(candidate.user_identity_id)
         return None
 
-    async def _search_identities(self, search: str) -> list[Any]:
-        found: list[Any] = await self._call(
-            "user_identities.list",
-            lambda: self._seam.user_identities.list(search=search, limit=100),
+    async def _search_identities(self, search: str) -> AsyncGenerator[list[Any], None]:
+        """The pages of identities Seam's search finds (a substring of a name, email or phone
+        matches, so a common name finds many), at most IDENTITY_SEARCH_PAGES of them."""
+        paginator = self._seam.create_paginator(
+            self._seam.user_identities.list, {"search": search, "limit": IDENTITY_PAGE}
         )
-        return found
+        page, pagination = await self._call("user_identities.list", paginator.first_page)
+        yield page
+        for _ in range(IDENTITY_SEARCH_PAGES - 1):
+            if not (pagination and pagination.has_next_page and pagination.next_page_cursor):
+                return
+            cursor = pagination.next_page_cursor
+            page, pagination = await self._call(
+                "user_identities.list", functools.partial(paginator.next_page, cursor)
+            )
+            yield page
 
     # access methods
 

@@ -4,6 +4,7 @@ a code, codes delayed by an offline lock, backup codes under a new method, stric
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from app.seam.client import GuestIdentity, SeamGateway
 from app.seam.fake import SEEDED_DEVICES, SEEDED_ENTRANCES, FakeSeam
 from app.seam.fake.router import SEAM_PATHS
 from app.seam.fake.spec import endpoint_parameters, event_samples
+from app.seam.fake.state import UserIdentity
 from tests.seam.conftest import (
     FAKE_URL,
     RECEIVER_URL,
@@ -333,10 +335,38 @@ async def test_every_call_guestkey_makes_through_its_gateway_passes_strict_mode(
         assert await gateway.list_devices(device_ids=[FRONT_DOOR])
         assert await gateway.list_entrances(acs_entrance_ids=[LOBBY])
         assert await gateway.list_spaces()
+        assert await gateway.delete_access_method(method_id)
+        assert not await gateway.delete_access_method(method_id)  # gone already
         assert await gateway.delete_grant(grant.access_grant_id)
     finally:
         await gateway.aclose()
-    assert [c for c in fake.state.calls if c.status != 200] == []
+    assert [c for c in fake.state.calls if c.status not in (200, 404)] == []
+
+
+async def test_the_guests_identity_is_found_past_the_first_page_of_a_search(
+    fake: FakeSeam,
+) -> None:
+    """Seam's search matches substrings: the guest's email is part of many others' emails, and
+    her name is as common."""
+
+    def identity(name: str, email: str) -> UserIdentity:
+        made = UserIdentity(str(uuid.uuid4()), datetime.now(UTC), name, email)
+        fake.state.user_identities[made.user_identity_id] = made
+        return made
+
+    for index in range(130):
+        identity("Ada", f"n{index}.ada@example.com")  # and as common a name
+    ada = identity("Ada", "ada@example.com")
+    gateway = SeamGateway.connect(
+        api_key="seam_fake_key", endpoint=FAKE_URL, transport=httpx.ASGITransport(fake.app)
+    )
+    try:
+        found = await gateway.find_user_identity(GuestIdentity("Ada", "ada@example.com", None))
+    finally:
+        await gateway.aclose()
+    assert found == ada.user_identity_id
+    searches = [c for c in fake.state.calls if c.path == "/user_identities/list"]
+    assert len(searches) == 2  # two pages of 100 for the email, which finds her
 
 
 async def test_only_the_configured_api_key_is_accepted_and_can_be_made_forbidden() -> None:

@@ -266,7 +266,7 @@ async def list_user_identities(fake: FakeSeam, request: Request) -> JSONResponse
         and (params.created_before is None or u.created_at < params.created_before)
     ]
     if params.search:  # case-sensitive, as in Seam
-        searched = ("full_name", "email_address", "phone_number", "user_identity_key")
+        searched = ("full_name", "email_address", "phone_number", "user_identity_id")
         identities = [u for u in identities if any(params.search in (u[k] or "") for k in searched)]
     page, pagination = paginate(identities, params, request)
     return ok(user_identities=page, pagination=pagination)
