@@ -28,7 +28,6 @@ from app.seam.client import AccessMethodState
 from app.seam.errors import SeamNotFound
 from app.timeline import TimelineKind, record_event
 from app.webhooks.models import InboxOutcome, SeamWebhook
-from app.worker.queue import defer
 
 log = structlog.get_logger(__name__)
 
@@ -102,19 +101,6 @@ async def refresh_access_method(
             mode=method.mode,
             keep=access_method_id,
         )
-        if replaced and not state.is_backup_code:
-            from app.reservations.tasks import remove_superseded_code  # tasks import this
-
-            # A fresh code (the guest's "my code doesn't work", an operator's action) is the
-            # stay's one code: the one it replaces comes off the locks, now that this one is
-            # on them. A backup code is Seam's own doing, and Seam keeps its original in hand.
-            for superseded in replaced:
-                await defer(
-                    session,
-                    remove_superseded_code,
-                    reservation_id=str(reservation_id),
-                    access_method_id=superseded,
-                )
         await doors.store_granted_doors(session, reservation_id=reservation_id, doors=opened)
         reservation.warnings = doors.merge_warnings(
             reservation.warnings, drop_codes=ISSUING_WARNINGS
@@ -297,29 +283,6 @@ async def _method_gone(runtime: Runtime, reservation_id: uuid.UUID, access_metho
                 access_method_id=access_method_id,
             )
         await session.commit()
-
-
-async def remove_superseded(
-    runtime: Runtime, *, reservation_id: uuid.UUID, access_method_id: str
-) -> None:
-    """Delete a superseded code at Seam, unless it is current again by now (never the guest's
-    code in use). Seam's `access_method.deleted` event then goes to the timeline."""
-    async with autocommit(runtime.sessionmaker) as session:
-        state = await session.scalar(
-            select(AccessMethod.state).where(
-                AccessMethod.access_method_id == access_method_id,
-                AccessMethod.reservation_id == reservation_id,
-            )
-        )
-    if state != CodeState.SUPERSEDED:
-        return
-    removed = await runtime.seam.delete_access_method(access_method_id)
-    log.info(
-        "reservations.code.superseded_removed",
-        reservation_id=str(reservation_id),
-        access_method_id=access_method_id,
-        already_gone=not removed,
-    )
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -419,17 +419,6 @@ class SeamGateway:
         )
         return [_access_method(resource) for resource in resources]
 
-    async def delete_access_method(self, access_method_id: str) -> bool:
-        """Take the code off its locks. False when it was already gone."""
-        try:
-            await self._call(
-                "access_methods.delete",
-                lambda: self._seam.access_methods.delete(access_method_id=access_method_id),
-            )
-        except SeamNotFound:
-            return False
-        return True
-
     async def doors_of(self, access_method_ids: Sequence[str]) -> list[Door]:
         """The doors (locks and entrances) the access methods open, with their display names."""
         batch = await self._call(
