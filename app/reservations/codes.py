@@ -147,7 +147,9 @@ async def _announce_new_code(
     door_names: list[str],
     send_now: bool,
 ) -> list[Planned]:
-    if reservation.status != ReservationStatus.FAILED:
+    if reservation.status != ReservationStatus.FAILED or door_names:
+        # A code that opens a door: the stay is not failed (DESIGN §9.2), whatever Seam said
+        # of its doors before (a lock that came back online and took its code after all).
         reservation.status = ReservationStatus.ISSUED.value
     reservation.last_error = None
     reservation.next_check_at = None

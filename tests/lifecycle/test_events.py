@@ -186,6 +186,15 @@ async def test_seam_naming_no_door_of_a_one_door_stay_fails_it(
     warnings = [(w["code"], w["door_id"]) for w in after["warnings"]]
     assert ("cannot_create_requested_access_methods", side_gate) in warnings, warnings
 
+    # The lock comes back online and takes its code after all: the stay is no longer failed.
+    async with fake_control(fake_seam) as control:
+        back = await control.post("/_fake/device", json={"device_id": side_gate, "online": True})
+        assert back.status_code == 200, back.text
+    await settle(runtime)
+    recovered = (await client.get("/v1/reservations/bk-1")).json()
+    assert recovered["status"] == "delivered" and recovered["last_error"] is None, recovered
+    assert [(door["id"], door["state"]) for door in recovered["doors"]] == [(side_gate, "granted")]
+
 
 async def test_seam_failing_every_door_fails_the_reservation_naming_why(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
