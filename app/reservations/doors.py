@@ -229,6 +229,22 @@ async def none_can_open(session: AsyncSession, *, reservation_id: uuid.UUID) -> 
     return bool(states) and states <= {DoorState.UNSUPPORTED.value, DoorState.FAILED.value}
 
 
+async def the_only_door_unserved(session: AsyncSession, *, reservation_id: uuid.UUID) -> list[str]:
+    """The reservation's door when it has one lock or entrance only, not granted yet."""
+    rows = (
+        await session.execute(
+            select(ReservationDoor.door_type, ReservationDoor.door_id, ReservationDoor.state)
+            .where(ReservationDoor.reservation_id == reservation_id)
+            .limit(2)
+        )
+    ).all()
+    if len(rows) != 1:
+        return []
+    [(door_type, door_id, state)] = rows
+    unserved = door_type in ("device", "acs_entrance") and state != DoorState.GRANTED.value
+    return [door_id] if unserved else []
+
+
 async def granted_door_names(session: AsyncSession, *, reservation_id: uuid.UUID) -> list[str]:
     """What the guest's message lists: only the doors the code opens."""
     names = await session.scalars(

@@ -25,7 +25,6 @@ from app.reservations.models import (
     CodeState,
     DoorState,
     Reservation,
-    ReservationDoor,
     ReservationStatus,
 )
 from app.reservations.service import enqueue_sync
@@ -339,8 +338,8 @@ async def _missing_codes(
     if payload.get("access_grant_id") != reservation.access_grant_id:
         return
     message = f"Seam could not create the PIN code: {payload.get('error_message') or 'unknown'}"
-    missing = strings(payload.get("missing_device_ids")) or await _the_only_door(
-        session, reservation.id
+    missing = strings(payload.get("missing_device_ids")) or await doors.the_only_door_unserved(
+        session, reservation_id=reservation.id
     )
     problems = [
         doors.DoorProblem(door_id, DoorState.FAILED, doors.MISSING_CODES, message)
@@ -364,22 +363,6 @@ async def _missing_codes(
         await record_event(
             session, reservation_id=reservation.id, kind=TimelineKind.FAILED, reason=message
         )
-
-
-async def _the_only_door(session: AsyncSession, reservation_id: uuid.UUID) -> list[str]:
-    """The reservation's door when it has one lock or entrance only, not granted yet."""
-    rows = (
-        await session.execute(
-            select(ReservationDoor.door_type, ReservationDoor.door_id, ReservationDoor.state)
-            .where(ReservationDoor.reservation_id == reservation_id)
-            .limit(2)
-        )
-    ).all()
-    if len(rows) != 1:
-        return []
-    [(door_type, door_id, state)] = rows
-    unserved = door_type in ("device", "acs_entrance") and state != DoorState.GRANTED.value
-    return [door_id] if unserved else []
 
 
 async def _method_problem(

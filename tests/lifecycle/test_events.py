@@ -30,6 +30,17 @@ async def emit(fake: Any, **event: Any) -> None:
         assert response.status_code == 200, response.text
 
 
+async def seam_could_not_create(
+    client: httpx.AsyncClient, runtime: Runtime, fake: Any, **event: Any
+) -> dict[str, Any]:
+    """Seam's `access_grant.could_not_create_requested_access_methods` with these fields, and
+    the reservation once guestkey has applied it."""
+    await emit(fake, event_type="access_grant.could_not_create_requested_access_methods", **event)
+    await settle(runtime)
+    reservation: dict[str, Any] = (await client.get("/v1/reservations/bk-1")).json()
+    return reservation
+
+
 async def test_a_reissued_code_is_sent_once(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any, mailbox: Mailbox
 ) -> None:
@@ -119,15 +130,14 @@ async def test_seam_failing_one_door_leaves_the_others_delivered(
 ) -> None:
     before = await delivered(client, runtime)
     missing, working = before["device_ids"]
-    await emit(
+    after = await seam_could_not_create(
+        client,
+        runtime,
         fake_seam,
-        event_type="access_grant.could_not_create_requested_access_methods",
         access_grant_id=before["access_grant_id"],
         error_message="Lock offline",
         missing_device_ids=[missing],
     )
-    await settle(runtime)
-    after = (await client.get("/v1/reservations/bk-1")).json()
     assert after["status"] == "delivered"
     states = {door["id"]: (door["state"], door["reason"]) for door in after["doors"]}
     assert states[working][0] == "granted"
@@ -147,14 +157,13 @@ async def test_seam_naming_no_door_it_failed_is_a_warning_not_a_failure(
     """Seam's event may leave `missing_device_ids` out (it is optional, and an entrance has
     no such field): guestkey cannot tell that no door works, so the stay is not failed."""
     before = await delivered(client, runtime)
-    await emit(
+    after = await seam_could_not_create(
+        client,
+        runtime,
         fake_seam,
-        event_type="access_grant.could_not_create_requested_access_methods",
         access_grant_id=before["access_grant_id"],
         error_message="Could not create the requested access methods for: Bike Room.",
     )
-    await settle(runtime)
-    after = (await client.get("/v1/reservations/bk-1")).json()
     assert after["status"] == "delivered" and after["last_error"] is None
     assert {door["state"] for door in after["doors"]} == {"granted"}
     assert [(w["code"], w["door_id"]) for w in after["warnings"]] == [
@@ -173,14 +182,13 @@ async def test_seam_naming_no_door_of_a_one_door_stay_fails_it(
     await settle(runtime)
     before = (await client.get("/v1/reservations/bk-1")).json()
     assert before["status"] == "granted" and before["doors"][0]["state"] == "pending", before
-    await emit(
+    after = await seam_could_not_create(
+        client,
+        runtime,
         fake_seam,
-        event_type="access_grant.could_not_create_requested_access_methods",
         access_grant_id=before["access_grant_id"],
         error_message="Could not create the requested access methods for: Side Gate.",
     )
-    await settle(runtime)
-    after = (await client.get("/v1/reservations/bk-1")).json()
     assert after["status"] == "failed" and "Side Gate" in after["last_error"]
     assert [(door["id"], door["state"]) for door in after["doors"]] == [(side_gate, "failed")]
     warnings = [(w["code"], w["door_id"]) for w in after["warnings"]]
@@ -200,15 +208,14 @@ async def test_seam_failing_every_door_fails_the_reservation_naming_why(
     client: httpx.AsyncClient, runtime: Runtime, fake_seam: Any
 ) -> None:
     before = await delivered(client, runtime)
-    await emit(
+    after = await seam_could_not_create(
+        client,
+        runtime,
         fake_seam,
-        event_type="access_grant.could_not_create_requested_access_methods",
         access_grant_id=before["access_grant_id"],
         error_message="Lock offline",
         missing_device_ids=before["device_ids"],
     )
-    await settle(runtime)
-    after = (await client.get("/v1/reservations/bk-1")).json()
     assert after["status"] == "failed"
     assert "Lock offline" in after["last_error"]
     assert {door["state"] for door in after["doors"]} == {"failed"}
